@@ -1,0 +1,130 @@
+"""Model cards with results, and publishing a checkpoint directory to the Hub.
+
+``write_model_card`` puts a README.md with ``model-index`` metadata into the output directory;
+``upload_plan`` lists exactly what ``push_checkpoint`` would upload (tests check it offline);
+``push_checkpoint`` uploads with ``HfApi.upload_folder``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+
+METHOD_TITLES = {
+    "tga_zsr": "TGA-ZSR (Text-Guided Attention for Zero-Shot Robustness, NeurIPS 2024)",
+    "comp_tga": "Comp-TGA (complementary text-guided attention)",
+    "vision_attention": "Vision-based attention (TGA-ZSR ablation)",
+    "tecoa": "TeCoA (ICLR 2023)",
+    "pmg_aft": "PMG-AFT (CVPR 2024)",
+    "fare": "FARE (ICML 2024)",
+    "ft_clean": "FT-Clean (contrastive fine-tuning on clean images)",
+    "ft_adv": "FT-Adv (contrastive fine-tuning on adversarial images)",
+}
+
+HYPERPARAMETERS = (
+    "train_eps", "train_numsteps", "train_stepsize", "alpha", "beta", "distance_metric", "attention_norm",
+    "learning_rate", "optim", "optim_args", "weight_decay", "lr_scheduler_type", "warmup_steps",
+    "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps", "seed",
+)
+IGNORED_UPLOADS = ("checkpoint-*", "checkpoint-*/**", "runs/**", "*.pt", "*.pth", "*.bin", "training_args.bin")
+
+
+def _eval_results(results: dict | None) -> list[EvalResult]:
+    """From an evaluation results dict: {"datasets": {name: {"clean_accuracy":..,"robust": {key: acc}}}}."""
+    out = []
+    for name, res in ((results or {}).get("datasets") or {}).items():
+        common = dict(task_type="zero-shot-image-classification", dataset_type=name, dataset_name=name)
+        if "clean_accuracy" in res:
+            out.append(EvalResult(metric_type="accuracy", metric_name="clean accuracy",
+                                  metric_value=float(res["clean_accuracy"]), **common))
+        for key, acc in (res.get("robust") or {}).items():
+            out.append(EvalResult(metric_type="accuracy", metric_name=f"robust accuracy ({key})",
+                                  metric_value=float(acc), **common))
+    return out
+
+
+def build_model_card(
+    method: str,
+    base_model: str,
+    dataset: str,
+    hyperparameters: dict,
+    results: dict | None = None,
+    model_name: str = "robust-clip",
+) -> ModelCard:
+    evals = _eval_results(results)
+    data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="zero-shot-image-classification",
+        base_model=base_model if not os.path.isdir(base_model) else None,
+        datasets=[dataset] if not os.path.exists(dataset) else None,
+        tags=["clip", "adversarial-robustness", "zero-shot", "tgazsr", method],
+        model_name=model_name if evals else None,
+        eval_results=evals or None,
+    )
+    rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in hyperparameters.items())
+    table = ""
+    if results and results.get("datasets"):
+        keys = sorted({k for r in results["datasets"].values() for k in (r.get("robust") or {})})
+        head = "| dataset | clean | " + " | ".join(keys) + " |\n|---|---|" + "---|" * len(keys)
+        lines = [
+            f"| {name} | {100 * r.get('clean_accuracy', float('nan')):.2f} | "
+            + " | ".join(f"{100 * (r.get('robust') or {}).get(k, float('nan')):.2f}" for k in keys)
+            + " |"
+            for name, r in results["datasets"].items()
+        ]
+        table = "\n## Results (top-1 %, zero-shot)\n\n" + head + "\n" + "\n".join(lines) + "\n"
+    body = f"""---
+{data.to_yaml()}
+---
+
+# {model_name}
+
+A CLIP vision tower made robust to adversarial images with **{METHOD_TITLES.get(method, method)}**,
+trained with [tgazsr](https://github.com/). Base model: `{base_model}`; training data: `{dataset}`.
+Only the vision tower was trained; the text tower and logit scale are the base model's.
+
+It is a plain `CLIPModel` checkpoint:
+
+```python
+from transformers import pipeline
+classifier = pipeline("zero-shot-image-classification", model="<this repo or directory>")
+```
+
+Images are attacked in pixel space [0, 1]; CLIP's normalization is applied after the perturbation.
+
+## Training hyperparameters
+
+| field | value |
+|---|---|
+{rows}
+{table}"""
+    return ModelCard(body)
+
+
+def write_model_card(output_dir: str, **kwargs) -> Path:
+    card = build_model_card(**kwargs)
+    path = Path(output_dir) / "README.md"
+    card.save(path)
+    return path
+
+
+def upload_plan(output_dir: str) -> list[str]:
+    """Relative paths ``push_checkpoint`` uploads: the checkpoint, not intermediate state."""
+    from fnmatch import fnmatch
+
+    root = Path(output_dir)
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    return [f for f in files if not any(fnmatch(f, pat) for pat in IGNORED_UPLOADS)]
+
+
+def push_checkpoint(output_dir: str, repo_id: str, token: str | None = None, private: bool | None = None,
+                    commit_message: str = "Upload robust CLIP (tgazsr)") -> str:
+    if not (Path(output_dir) / "README.md").is_file():
+        raise FileNotFoundError(f"No model card in {output_dir}; call write_model_card first.")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    info = api.upload_folder(folder_path=output_dir, repo_id=repo_id, commit_message=commit_message,
+                             ignore_patterns=list(IGNORED_UPLOADS))
+    return str(info)

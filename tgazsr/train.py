@@ -1,0 +1,188 @@
+"""Train a robust CLIP vision tower with one recipe.
+
+    accelerate launch -m tgazsr.train recipes/tga_zsr.yaml [--field value ...]
+    python -m tgazsr.train recipes/tga_zsr.yaml --max_steps 100
+
+Parse, build, train, check, save, (push). The result in ``output_dir`` is a plain ``CLIPModel``
+directory that loads without this package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+
+import torch
+from transformers import AutoProcessor, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from .config import DataArguments, ModelArguments, RobustTrainingConfig
+from .data import collate, prepare_classification_data
+from .data.loading import DataError
+from .methods import get_method
+from .modeling import ZeroShotCLIP, load_clip
+from .recipes import parse_recipe
+from .trainer import RobustCLIPTrainer
+from .zeroshot import PGDSettings, zero_shot_accuracy
+
+logger = logging.getLogger("tgazsr.train")
+
+DEFAULT_LORA_TARGETS = r".*vision_model.*\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
+
+
+def apply_lora(model: ZeroShotCLIP, model_args: ModelArguments) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    targets = model_args.lora_target_modules or DEFAULT_LORA_TARGETS
+    config = LoraConfig(
+        r=model_args.lora_r,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=targets,
+        bias="none",
+    )
+    model.clip = get_peft_model(model.clip, config)
+
+
+def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: RobustTrainingConfig):
+    method = get_method(cfg.method)
+    set_seed(cfg.seed)
+    attn = model_args.attn_implementation or ("eager" if method.attention == "vision" else "sdpa")
+    clip = load_clip(model_args.model_name_or_path, attn_implementation=attn)
+    processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    image_size = clip.config.vision_config.image_size
+
+    train = prepare_classification_data(
+        data_args.dataset_name,
+        data_args.train_split,
+        image_size,
+        data_args.image_column,
+        data_args.label_column,
+        data_args.class_names,
+        data_args.resize_mode,
+        data_args.dataset_config_name,
+        data_args.max_train_samples,
+    )
+    logger.info("Training on %d images of %d classes from %s", len(train), len(train.class_names), data_args.dataset_name)
+
+    model = ZeroShotCLIP(clip, model_args.pixel_normalization).to(cfg.device)
+    model.freeze_all_but_vision(model_args.trainable_last_k)
+    reference = model.frozen_copy()
+    text = model.class_embeddings(train.class_names, [data_args.prompt_template], tokenizer)
+    negated = None
+    if method.attention == "complementary":
+        negated = model.class_embeddings(train.class_names, [data_args.negated_prompt_template], tokenizer)
+    if model_args.use_peft:
+        apply_lora(model, model_args)
+
+    recipe = {
+        "model": dataclasses.asdict(model_args),
+        "data": dataclasses.asdict(data_args),
+        "training": {k: v for k, v in cfg.to_dict().items() if not k.startswith("_") and "token" not in k},
+    }
+    trainer = RobustCLIPTrainer(
+        model=model,
+        args=cfg,
+        method=method,
+        reference=reference,
+        text_embeds=text,
+        negated_text_embeds=negated,
+        image_size=image_size,
+        recipe=recipe,
+        train_dataset=train.dataset,
+        data_collator=collate,
+        processing_class=processor,
+    )
+    return trainer, train, tokenizer
+
+
+def resolve_resume(cfg: RobustTrainingConfig) -> str | None:
+    """``resume_from_checkpoint``: a path, or true/latest/auto for the newest one in output_dir."""
+    value = cfg.resume_from_checkpoint
+    if value is None or str(value).lower() in ("", "false", "none"):
+        return None
+    if str(value).lower() in ("true", "latest", "auto"):
+        last = get_last_checkpoint(cfg.output_dir) if os.path.isdir(cfg.output_dir) else None
+        if last is None:
+            logger.warning("No checkpoint in %s to resume from; starting from scratch.", cfg.output_dir)
+        return last
+    if not os.path.isdir(value):
+        raise ValueError(f"resume_from_checkpoint {value!r} is not a directory.")
+    return value
+
+
+def quick_check(trainer: RobustCLIPTrainer, data_args: DataArguments, cfg: RobustTrainingConfig, tokenizer):
+    """Clean and PGD accuracy on the first samples of eval_split (skipped when absent)."""
+    if not data_args.eval_split or cfg.eval_max_samples <= 0:
+        return None
+    model: ZeroShotCLIP = trainer.accelerator.unwrap_model(trainer.model)
+    try:
+        data = prepare_classification_data(
+            data_args.dataset_name, data_args.eval_split, trainer.image_size, data_args.image_column,
+            data_args.label_column, data_args.class_names, data_args.resize_mode, data_args.dataset_config_name,
+            cfg.eval_max_samples,
+        )
+    except DataError as err:
+        logger.warning("Skipping the end-of-training check: %s", err)
+        return None
+    text = model.class_embeddings(data.class_names, [data_args.prompt_template], tokenizer)
+    attack = PGDSettings(eps=cfg.train_eps, steps=cfg.eval_attack_steps, step_size=cfg.train_stepsize)
+    result = zero_shot_accuracy(model, data.dataset, text, cfg.per_device_eval_batch_size, attack, cfg.device,
+                                seed=cfg.seed, desc=f"check on {data_args.eval_split}")
+    result.update(split=data_args.eval_split, eps=cfg.train_eps, steps=cfg.eval_attack_steps)
+    logger.info("End-of-training check: %s", result)
+    return result
+
+
+def main(argv=None):
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), argv)
+    push, cfg.push_to_hub = cfg.push_to_hub, False  # we push the final checkpoint ourselves, once
+    trainer, train, tokenizer = build_trainer(model_args, data_args, cfg)
+    try:
+        trainer.train(resume_from_checkpoint=resolve_resume(cfg))
+    except BaseException:
+        if trainer.state.global_step > 0 and trainer.is_world_process_zero():
+            logger.error("Training stopped at step %d; saving a checkpoint to resume from "
+                         "(--resume_from_checkpoint true).", trainer.state.global_step)
+            trainer._save_checkpoint(trainer.model, trial=None)
+        raise
+    trainer.save_model(cfg.output_dir)
+    results = {}
+    check = quick_check(trainer, data_args, cfg, tokenizer)
+    if check is not None:
+        results["check"] = check
+    if cfg.eval_datasets:
+        from .evaluate import evaluate_after_training  # the benchmark harness
+
+        results.update(evaluate_after_training(cfg.output_dir, cfg.eval_datasets, cfg))
+    if trainer.is_world_process_zero():
+        from .hub import HYPERPARAMETERS, push_checkpoint, write_model_card
+
+        if results:
+            with open(os.path.join(cfg.output_dir, "train_results.json"), "w") as f:
+                json.dump(results, f, indent=2)
+        hyper = {k: getattr(cfg, k) for k in HYPERPARAMETERS}
+        write_model_card(
+            cfg.output_dir,
+            method=cfg.method,
+            base_model=model_args.model_name_or_path,
+            dataset=data_args.dataset_name,
+            hyperparameters=hyper,
+            results=results.get("benchmark"),
+            model_name=(cfg.hub_model_id or os.path.basename(os.path.abspath(cfg.output_dir))),
+        )
+        if push:
+            if not cfg.hub_model_id:
+                raise ValueError("push_to_hub needs hub_model_id (e.g. --hub_model_id you/clip-vit-b32-tga-zsr).")
+            push_checkpoint(cfg.output_dir, cfg.hub_model_id, token=cfg.hub_token,
+                            private=cfg.hub_private_repo)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() is not None else 1)

@@ -1,0 +1,210 @@
+"""RobustCLIPTrainer: one training step for every method.
+
+The model the Trainer optimizes is a ``ZeroShotCLIP`` (its ``forward`` is the vision tower, so
+DDP wraps exactly what is trained). The frozen reference theta0 is a copy of the original
+vision tower, prepared by accelerate in evaluation mode (no DDP wrapper, no gradients). Class
+text embeddings are computed once, before training. Checkpoints are plain ``CLIPModel``
+directories (safetensors), with LoRA adapters beside them when LoRA is used.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from transformers import Trainer
+
+from . import losses
+from .attacks import pgd
+from .methods import Method, StepView
+from .modeling import FrozenImageEncoder, ImageEncoding, ZeroShotCLIP
+
+ADAPTER_DIR = "lora_adapter"
+
+
+def is_peft(module) -> bool:
+    return hasattr(module, "peft_config") and hasattr(module, "merge_and_unload")
+
+
+def plain_clip(model: ZeroShotCLIP):
+    """The ``CLIPModel`` to save: LoRA merged into a copy when LoRA is used."""
+    clip = model.clip
+    return copy.deepcopy(clip).merge_and_unload() if is_peft(clip) else clip
+
+
+class RobustCLIPTrainer(Trainer):
+    def __init__(
+        self,
+        model: ZeroShotCLIP,
+        args,
+        method: Method,
+        reference: FrozenImageEncoder,
+        text_embeds: torch.Tensor,
+        negated_text_embeds: torch.Tensor | None = None,
+        image_size: int | None = None,
+        recipe: dict | None = None,
+        **kwargs,
+    ):
+        super().__init__(model=model, args=args, **kwargs)
+        self.method = method
+        self.ref_model = self.accelerator.prepare_model(reference, evaluation_mode=True)
+        self.text_embeds = text_embeds.to(self.args.device)
+        self.negated_text_embeds = None if negated_text_embeds is None else negated_text_embeds.to(self.args.device)
+        self.image_size = image_size or model.clip.config.vision_config.image_size
+        self.recipe = recipe or {}
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+        # We scale the loss for gradient accumulation ourselves (see compute_loss), from the number of
+        # samples in the accumulation window, which the Trainer counts when this flag is set.
+        self.model_accepts_loss_kwargs = True
+        self.loss_is_scaled_for_ga = True
+
+    # --- the training step ---------------------------------------------------------------
+    def _attack(self, model: ZeroShotCLIP, x, labels, ref_clean):
+        cfg = self.args
+        objective = cfg.attack_loss or self.method.attack_loss
+        text = self.text_embeds
+        if objective == "ce":
+
+            def loss_fn(xa):
+                return F.cross_entropy(model.classify(xa, text).float(), labels, reduction="none")
+
+        elif objective == "contrastive":
+
+            def loss_fn(xa):
+                return losses.contrastive(model(xa).embeds, text[labels], model.logit_scale)
+
+        else:  # fare: move the embedding away from the frozen model's clean embedding
+            target = ref_clean.embeds if ref_clean is not None else self.ref_model(x).embeds
+
+            def loss_fn(xa):
+                return losses.embedding_l2(model(xa).embeds, target, reduce=False)
+
+        was_training = model.training
+        model.eval()
+        try:
+            return pgd(
+                loss_fn,
+                x,
+                eps=cfg.train_eps / 255,
+                step_size=cfg.train_stepsize / 255,
+                steps=cfg.train_numsteps,
+                random_start=cfg.train_random_start,
+            )
+        finally:
+            model.train(was_training)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        method = self.method
+        x, labels = inputs["pixel_values"], inputs["labels"]
+        unwrapped: ZeroShotCLIP = self.accelerator.unwrap_model(model)
+        tokens = method.attention in ("text", "complementary")
+        attentions = method.attention == "vision"
+
+        ref_clean = None
+        if method.reference == "clean":
+            ref_clean = self.ref_model(x, output_tokens=tokens, output_attentions=attentions)
+        x_adv = self._attack(unwrapped, x, labels, ref_clean) if method.adversarial else None
+
+        halves = ([x_adv] if method.adversarial else []) + ([x] if method.uses_clean else [])
+        enc = model(torch.cat(halves), output_tokens=tokens, output_attentions=attentions)
+        parts = _split(enc, len(halves))
+        adv = parts[0] if method.adversarial else None
+        clean = parts[-1] if method.uses_clean else None
+        ref_adv = self.ref_model(x_adv) if method.reference == "adv" else None
+
+        view = StepView(
+            labels=labels,
+            text_embeds=self.text_embeds,
+            negated_text_embeds=self.negated_text_embeds,
+            logits_fn=unwrapped.logits,
+            logit_scale=unwrapped.logit_scale.detach(),
+            image_size=self.image_size,
+            adv=adv,
+            clean=clean,
+            ref_adv=ref_adv,
+            ref_clean=ref_clean,
+        )
+        out = method.loss(view, self.args)
+
+        # Gradient accumulation: each micro-batch contributes its share of the window, so the
+        # update equals that of one batch of the window's size (batch sums stay sums).
+        if num_items_in_batch is not None:
+            gathered = self.args.average_tokens_across_devices and self.args.world_size > 1
+            n = float(num_items_in_batch)
+            mean_scale = len(labels) * (self.accelerator.num_processes if gathered else 1) / n
+        else:
+            mean_scale = 1.0 / self.args.gradient_accumulation_steps
+        loss = out.mean_part * mean_scale
+        if out.sum_part is not None:
+            loss = loss + out.sum_part * self.accelerator.num_processes
+
+        self._record(out, labels, "adv_acc" if method.adversarial else "clean_acc")
+        return (loss, enc) if return_outputs else loss
+
+    # --- metrics ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def _record(self, out, labels, acc_name: str) -> None:
+        values = dict(out.logs)
+        values[acc_name] = (out.accuracy_logits.argmax(-1) == labels).float().mean()
+        names = sorted(values)
+        stacked = torch.stack([values[k].detach().float() for k in names])
+        stacked = self.accelerator.gather_for_metrics(stacked[None]).mean(0)
+        for name, value in zip(names, stacked.tolist()):
+            self._metrics[name].append(value)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self._metrics and "loss" in logs:  # training logs: add the averaged terms
+            for name, values in self._metrics.items():
+                logs[name] = sum(values) / len(values)
+            self._metrics.clear()
+        super().log(logs, start_time)
+
+    # --- saving and loading ------------------------------------------------------------------
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        unwrapped: ZeroShotCLIP = self.accelerator.unwrap_model(self.model)
+        plain_clip(unwrapped).save_pretrained(output_dir, safe_serialization=True)
+        if is_peft(unwrapped.clip):
+            unwrapped.clip.save_pretrained(os.path.join(output_dir, ADAPTER_DIR))
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        with open(os.path.join(output_dir, "tgazsr_recipe.json"), "w") as f:
+            json.dump(self.recipe, f, indent=2, default=str)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        unwrapped: ZeroShotCLIP = self.accelerator.unwrap_model(model or self.model)
+        if is_peft(unwrapped.clip):
+            from peft import set_peft_model_state_dict
+
+            path = os.path.join(resume_from_checkpoint, ADAPTER_DIR, "adapter_model.safetensors")
+            if not os.path.isfile(path):
+                raise ValueError(f"No LoRA adapter in checkpoint {resume_from_checkpoint} (expected {path}).")
+            set_peft_model_state_dict(unwrapped.clip, load_file(path))
+            return
+        path = os.path.join(resume_from_checkpoint, "model.safetensors")
+        if not os.path.isfile(path):
+            raise ValueError(f"No model.safetensors in checkpoint {resume_from_checkpoint}.")
+        missing, unexpected = unwrapped.clip.load_state_dict(load_file(path), strict=False)
+        missing = [k for k in missing if not k.endswith("position_ids")]
+        if missing or unexpected:
+            raise ValueError(
+                f"Checkpoint {resume_from_checkpoint} does not match the model: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}."
+            )
+
+
+def _split(enc, n: int):
+    """Split an ImageEncoding of ``n`` stacked halves into ``n`` encodings."""
+    if n == 1:
+        return [enc]
+
+    def chunks(t):
+        return [None] * n if t is None else list(t.chunk(n))
+
+    return [ImageEncoding(e, t, a) for e, t, a in zip(chunks(enc.embeds), chunks(enc.tokens), chunks(enc.attentions))]
