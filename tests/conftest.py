@@ -6,7 +6,6 @@ the 256 byte symbols, the model is random, and images are drawn with numpy.
 
 from __future__ import annotations
 
-import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,28 +20,22 @@ from PIL import Image
 CLASS_NAMES = ["red square", "green circle", "blue_triangle", "yellow-star"]
 
 
-def write_char_tokenizer(directory: str):
+def write_char_tokenizer(directory: str | None = None):
     from transformers import CLIPTokenizer
-    from transformers.models.clip.tokenization_clip import bytes_to_unicode
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     symbols = list(bytes_to_unicode().values())
     vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, "vocab.json"), "w") as f:
-        json.dump(vocab, f)
-    with open(os.path.join(directory, "merges.txt"), "w") as f:
-        f.write("#version: 0.2\n")
-    tok = CLIPTokenizer(os.path.join(directory, "vocab.json"), os.path.join(directory, "merges.txt"))
-    return tok
+    return CLIPTokenizer(vocab=vocab, merges=[])
 
 
 def build_tiny_clip(directory: str, image_size: int = 32, patch_size: int = 8, seed: int = 0) -> str:
     """Save a random tiny CLIPModel with tokenizer and image processor to ``directory``."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    tok = write_char_tokenizer(os.path.join(directory, "_tok"))
+    tok = write_char_tokenizer(directory)
     torch.manual_seed(seed)
     config = CLIPConfig(
         text_config=dict(

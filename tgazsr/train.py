@@ -115,6 +115,21 @@ def resolve_resume(cfg: RobustTrainingConfig) -> str | None:
     return value
 
 
+def train_with_rescue(trainer: RobustCLIPTrainer, resume_from_checkpoint: str | None = None) -> None:
+    """Train; if training dies (an error, Ctrl-C), save a checkpoint of the last finished step
+    first, so ``--resume_from_checkpoint true`` continues from there."""
+    try:
+        trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    except BaseException:
+        step = trainer.state.global_step
+        saved = os.path.isdir(os.path.join(trainer.args.output_dir, f"checkpoint-{step}"))
+        if step > 0 and not saved:
+            logger.error("Training stopped after step %d; saving checkpoint-%d to resume from "
+                         "(--resume_from_checkpoint true).", step, step)
+            trainer._save_checkpoint(trainer.model, trial=None)
+        raise
+
+
 def quick_check(trainer: RobustCLIPTrainer, data_args: DataArguments, cfg: RobustTrainingConfig, tokenizer):
     """Clean and PGD accuracy on the first samples of eval_split (skipped when absent)."""
     if not data_args.eval_split or cfg.eval_max_samples <= 0:
@@ -143,14 +158,7 @@ def main(argv=None):
     model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), argv)
     push, cfg.push_to_hub = cfg.push_to_hub, False  # we push the final checkpoint ourselves, once
     trainer, train, tokenizer = build_trainer(model_args, data_args, cfg)
-    try:
-        trainer.train(resume_from_checkpoint=resolve_resume(cfg))
-    except BaseException:
-        if trainer.state.global_step > 0 and trainer.is_world_process_zero():
-            logger.error("Training stopped at step %d; saving a checkpoint to resume from "
-                         "(--resume_from_checkpoint true).", trainer.state.global_step)
-            trainer._save_checkpoint(trainer.model, trial=None)
-        raise
+    train_with_rescue(trainer, resolve_resume(cfg))
     trainer.save_model(cfg.output_dir)
     results = {}
     check = quick_check(trainer, data_args, cfg, tokenizer)

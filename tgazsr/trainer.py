@@ -121,7 +121,7 @@ class RobustCLIPTrainer(Trainer):
             labels=labels,
             text_embeds=self.text_embeds,
             negated_text_embeds=self.negated_text_embeds,
-            logits_fn=unwrapped.logits,
+            logits_fn=lambda embeds, scale=True: unwrapped.logits(embeds, self.text_embeds, scale),
             logit_scale=unwrapped.logit_scale.detach(),
             image_size=self.image_size,
             adv=adv,
