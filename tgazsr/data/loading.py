@@ -66,10 +66,13 @@ def load_image_dataset(name_or_path: str, split: str = "train", config_name: str
             return load_dataset_checked(builder, split="train", data_files=str(path))
         # A folder: let datasets infer the format (imagefolder / parquet / webdataset) and splits.
         return _pick_split(load_dataset_checked(str(path)), split, str(path))
+    if os.path.isabs(name_or_path) or name_or_path.startswith((".", "~")):
+        raise DataError(
+            f"Local dataset path {str(path)!r} does not exist. Point dataset_name at an existing folder "
+            "(save_to_disk dataset, image folder, parquet or webdataset files), or at a Hub dataset id."
+        )
     try:
         return load_dataset_checked(name_or_path, config_name, split=split)
-    except DataError:
-        raise
     except Exception as err:  # network, gated repo, missing repo: one clear message
         raise DataError(
             f"Could not load dataset {name_or_path!r} (split {split!r}): {type(err).__name__}: {err}\n"
