@@ -157,6 +157,8 @@ def main(argv=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), argv)
     push, cfg.push_to_hub = cfg.push_to_hub, False  # we push the final checkpoint ourselves, once
+    if push and not cfg.hub_model_id:
+        raise ValueError("push_to_hub needs hub_model_id (e.g. --hub_model_id you/clip-vit-b32-tga-zsr).")
     trainer, train, tokenizer = build_trainer(model_args, data_args, cfg)
     train_with_rescue(trainer, resolve_resume(cfg))
     trainer.save_model(cfg.output_dir)
@@ -185,8 +187,6 @@ def main(argv=None):
             model_name=(cfg.hub_model_id or os.path.basename(os.path.abspath(cfg.output_dir))),
         )
         if push:
-            if not cfg.hub_model_id:
-                raise ValueError("push_to_hub needs hub_model_id (e.g. --hub_model_id you/clip-vit-b32-tga-zsr).")
             push_checkpoint(cfg.output_dir, cfg.hub_model_id, token=cfg.hub_token,
                             private=cfg.hub_private_repo)
     return results
