@@ -99,7 +99,7 @@ def _contrastive_loss(half: str) -> Callable[[StepView, object], LossOutput]:
 
 
 def _pmg_aft_loss(view: StepView, cfg) -> LossOutput:
-    scale = cfg.pmg_logit_scale
+    scale = uses_logit_scale(METHODS["pmg_aft"], cfg)
     q_adv = view.logits_fn(view.adv.embeds, scale=scale)
     q_clean = view.logits_fn(view.clean.embeds, scale=scale)
     q_ref_adv = view.logits_fn(view.ref_adv.embeds, scale=scale)
@@ -131,6 +131,12 @@ METHODS: dict[str, Method] = {
         Method("ft_adv", True, "contrastive", False, None, None, _contrastive_loss("adv")),
     ]
 }
+
+
+def uses_logit_scale(method: Method, cfg) -> bool:
+    """Whether the method's zero-shot logits (and so its CE attack) are scaled by the logit scale.
+    PMG-AFT's released code uses plain cosines for both its loss and its training attack."""
+    return cfg.pmg_logit_scale if method.name == "pmg_aft" else True
 
 
 def get_method(name: str) -> Method:

@@ -21,7 +21,7 @@ from transformers import Trainer
 
 from . import losses
 from .attacks import pgd
-from .methods import Method, StepView
+from .methods import Method, StepView, uses_logit_scale
 from .modeling import FrozenImageEncoder, ImageEncoding, ZeroShotCLIP
 
 ADAPTER_DIR = "lora_adapter"
@@ -69,9 +69,11 @@ class RobustCLIPTrainer(Trainer):
         objective = cfg.attack_loss or self.method.attack_loss
         text = self.text_embeds
         if objective == "ce":
+            scale = uses_logit_scale(self.method, cfg)
 
             def loss_fn(xa):
-                return F.cross_entropy(model.classify(xa, text).float(), labels, reduction="none")
+                logits = model.logits(model(xa).embeds, text, scale=scale)
+                return F.cross_entropy(logits.float(), labels, reduction="none")
 
         elif objective == "contrastive":
 
