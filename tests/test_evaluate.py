@@ -1,0 +1,333 @@
+"""The evaluation harness end to end, offline: tiny CLIPs, generated data in the Hub formats.
+
+The datasets are labelled with model A's own clean predictions (see ``evaluate_world``), so
+its clean accuracy is 100% and every drop is the attacks' doing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from conftest import CLASS_NAMES
+from evaluate_world import one_thread, CLEAN_NAMES, TEMPLATE, get_world, labelled_dataset, model_predictions
+from tgazsr import evaluate as ev
+from tgazsr.evaluate import EvalArguments, run_evaluation
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread():
+    yield from one_thread()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return get_world(tmp_path_factory)
+
+
+def _args(world, out, **kw) -> EvalArguments:
+    base = dict(model_name_or_path=world["clip_a"], datasets=[world["saved"]], attacks=["pgd"], eps=[8.0],
+                pgd_steps=3, cw_steps=3, autoattack_n_iter=3, batch_size=8, output_dir=str(out), plot=False)
+    base.update(kw)
+    return EvalArguments(**base)
+
+
+def _numbers(results: dict) -> dict:
+    return {n: (r["num_samples"], r["clean_accuracy"], r["robust"]) for n, r in results["datasets"].items()}
+
+
+@pytest.fixture(scope="module")
+def main_run(world, tmp_path_factory):
+    """save_to_disk, parquet and webdataset copies of the same images; PGD and CW at 2 and 8/255."""
+    out = tmp_path_factory.mktemp("main_run")
+    args = _args(world, out, datasets=[world["saved"], world["parquet"], world["webdataset"]],
+                 attacks=["pgd", "cw"], eps=[2.0, 8.0], class_names=",".join(CLASS_NAMES), plot=True)
+    return run_evaluation(args), out
+
+
+def test_outputs_and_their_shape(main_run):
+    results, out = main_run
+    assert set(results["datasets"]) == {"saved", "parquet", "test-000000.tar"}
+    for name, r in results["datasets"].items():
+        assert r["num_samples"] == 24 and r["num_classes"] == 4
+        assert set(r["robust"]) == {"pgd@2/255", "cw@2/255", "pgd@8/255", "cw@8/255", "worst@2/255", "worst@8/255"}
+        assert all(0.0 <= v <= 1.0 for v in [r["clean_accuracy"], *r["robust"].values()])
+        assert r["seconds"] >= 0 and r["prompt_templates"] == [ev.DEFAULT_TEMPLATE]
+    on_disk = json.loads((out / "results.json").read_text())
+    assert _numbers(on_disk) == _numbers(results)
+    avg = on_disk["average"]
+    assert avg["num_datasets"] == 3
+    assert avg["robust"]["pgd@8/255"] == pytest.approx(
+        sum(r["robust"]["pgd@8/255"] for r in results["datasets"].values()) / 3)
+    md = (out / "results.md").read_text()
+    assert "| Average |" in md and "robust pgd@2/255" in md and "| clean |" in md
+    assert (out / "tradeoff.png").stat().st_size > 1000
+    assert len(list((out / "finished").iterdir())) == 3
+
+
+def test_robust_never_exceeds_clean_and_never_rises_with_eps(main_run):
+    results, _ = main_run
+    for r in results["datasets"].values():
+        assert r["clean_accuracy"] == 1.0  # labels are the model's own predictions
+        rob = r["robust"]
+        for attack in ("pgd", "cw", "worst"):
+            assert rob[f"{attack}@8/255"] <= rob[f"{attack}@2/255"] <= r["clean_accuracy"]
+        for eps in ("2/255", "8/255"):
+            assert rob[f"worst@{eps}"] <= min(rob[f"pgd@{eps}"], rob[f"cw@{eps}"])
+        assert rob["worst@8/255"] < 1.0  # the attacks do something at 8/255
+    # The same images in the same order give the same numbers, whatever the file format.
+    per = results["datasets"]
+    assert per["saved"]["robust"] == per["parquet"]["robust"] == per["test-000000.tar"]["robust"]
+
+
+def test_image_folder_and_very_large_eps(world, tmp_path):
+    args = _args(world, tmp_path, datasets=[world["folder"]], attacks=["pgd", "autoattack"], eps=[255.0],
+                 pgd_steps=8, pgd_step_size=64.0, autoattack_n_iter=4, max_samples=8)
+    r = run_evaluation(args)["datasets"]["folder"]
+    assert r["num_samples"] == 8 and r["clean_accuracy"] == 1.0
+    assert r["robust"]["pgd@255/255"] <= 0.125 and r["robust"]["autoattack@255/255"] <= 0.125
+    # The folder holds only the classes model A predicts: 2 classes, so AutoAttack is APGD-CE alone.
+    assert r["num_classes"] == 2 and r["autoattack"] == {"attacks": ["apgd-ce"], "n_target_classes": 1}
+
+
+def test_a_fixed_seed_gives_identical_numbers(world, tmp_path):
+    kw = dict(attacks=["pgd"], eps=[4.0, 8.0], max_samples=16)
+    first = run_evaluation(_args(world, tmp_path / "a", **kw))
+    second = run_evaluation(_args(world, tmp_path / "b", **kw))
+    assert _numbers(first) == _numbers(second)
+    # Another batch size changes nothing either: random starts are drawn per sample.
+    third = run_evaluation(_args(world, tmp_path / "c", batch_size=5, **kw))
+    assert _numbers(third) == _numbers(first)
+
+
+def test_text_embeddings_once_per_dataset_and_never_shared_across_models(world, tmp_path, monkeypatch):
+    from tgazsr.modeling import ZeroShotCLIP
+
+    calls = []
+    original = ZeroShotCLIP.encode_text
+
+    def counting(self, texts, tokenizer, batch_size=256):
+        calls.append((id(self), tuple(texts)))
+        return original(self, texts, tokenizer, batch_size)
+
+    monkeypatch.setattr(ZeroShotCLIP, "encode_text", counting)
+    args = _args(world, tmp_path, attacks=["pgd", "cw"], eps=[2.0, 8.0], max_samples=8)
+    a = run_evaluation(args)
+    assert len(calls) == 1  # one dataset, one template: one pass of the text tower for 2 attacks x 2 eps
+    b = run_evaluation(dataclass_replace(args, model_name_or_path=world["clip_b"]))
+    assert len(calls) == 2 and calls[0][0] != calls[1][0]  # model B computed its own embeddings
+    assert a["model_fingerprint"] != b["model_fingerprint"]
+    assert a["datasets"]["saved"]["key"] != b["datasets"]["saved"]["key"]  # B never reused A's results
+    # The caches live on the instances: two models give two different classifiers.
+    model_a, tok, _ = ev.load_model(EvalArguments(model_name_or_path=world["clip_a"]), torch.device("cpu"))
+    model_b, _, _ = ev.load_model(EvalArguments(model_name_or_path=world["clip_b"]), torch.device("cpu"))
+    ta = model_a.class_embeddings(CLEAN_NAMES, [TEMPLATE], tok)
+    tb = model_b.class_embeddings(CLEAN_NAMES, [TEMPLATE], tok)
+    assert not torch.allclose(ta, tb)
+
+
+def dataclass_replace(args, **kw):
+    import dataclasses
+
+    return dataclasses.replace(args, **kw)
+
+
+def test_resume_after_a_kill_keeps_the_first_dataset(world, tmp_path, monkeypatch):
+    args = _args(world, tmp_path, datasets=[world["saved"], world["parquet"]], max_samples=8)
+    original = ev.evaluate_dataset
+    seen = []
+
+    def dies_on_second(model, data, *a, **k):
+        seen.append(data.name)
+        if len(seen) == 2:
+            raise KeyboardInterrupt("killed")
+        return original(model, data, *a, **k)
+
+    monkeypatch.setattr(ev, "evaluate_dataset", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluation(args)
+    partial = json.loads((tmp_path / "results.json").read_text())
+    assert list(partial["datasets"]) == ["saved"]
+    first = partial["datasets"]["saved"]
+
+    seen.clear()
+    monkeypatch.setattr(ev, "evaluate_dataset", lambda model, data, *a, **k: seen.append(data.name) or original(model, data, *a, **k))
+    resumed = run_evaluation(args)
+    assert seen == ["parquet"]  # only the unfinished dataset ran
+    assert resumed["datasets"]["saved"] == first  # kept as it was, seconds included
+    assert set(resumed["datasets"]) == {"saved", "parquet"}
+
+    seen.clear()
+    run_evaluation(dataclass_replace(args, eps=[4.0]))  # other settings: nothing reused
+    assert seen == ["saved", "parquet"]
+    seen.clear()
+    run_evaluation(dataclass_replace(args, model_name_or_path=world["clip_b"]))  # another model: nothing reused
+    assert seen == ["saved", "parquet"]
+
+
+def test_plain_clipmodel_checkpoint_and_separate_tokenizer(world, tmp_path):
+    from transformers import CLIPModel
+
+    bare = tmp_path / "bare"
+    CLIPModel.from_pretrained(world["clip_a"]).save_pretrained(bare)  # weights and config only
+    assert sorted(os.listdir(bare)) == ["config.json", "model.safetensors"]
+    with pytest.raises(OSError, match="tokenizer_name_or_path"):
+        run_evaluation(_args(world, tmp_path / "x", model_name_or_path=str(bare), max_samples=4))
+    res = run_evaluation(_args(world, tmp_path / "y", model_name_or_path=str(bare), max_samples=4,
+                               tokenizer_name_or_path=world["clip_a"]))
+    assert res["datasets"]["saved"]["clean_accuracy"] == 1.0
+    # The tiny CLIP directory itself is a third-party layout: no tgazsr file in it.
+    assert not any("tgazsr" in f for f in os.listdir(world["clip_a"]))
+
+
+def test_unreachable_benchmark_is_one_clear_error_and_the_rest_runs(world, tmp_path):
+    code = ev.main(["--model_name_or_path", world["clip_a"], "--datasets", "cifar10", world["saved"],
+                    "--eps", "8", "--pgd_steps", "2", "--max_samples", "4", "--output_dir", str(tmp_path),
+                    "--no_plot"])
+    assert code == 1
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results["datasets"]) == ["saved"]
+    message = results["errors"]["cifar10"]
+    assert "'cifar10'" in message and "--datasets cifar10=DIR" in message and "--data_dir" in message
+    assert "cifar10" in (tmp_path / "results.md").read_text()
+    with pytest.raises(ev.DatasetUnavailable, match="Unknown benchmark"):
+        ev.resolve_entry("cifar11", EvalArguments())
+
+
+@pytest.fixture(scope="module")
+def local_cifar10(world, tmp_path_factory):
+    """A local copy of a registry dataset (CIFAR-10 layout: img / label), labelled by model A."""
+    import datasets
+
+    from tgazsr.data import registry
+
+    hub_names = registry.load_class_names("cifar10")
+    names = registry.class_names("cifar10", "tga", hub_names)
+    labels = model_predictions(world["clip_a"], world["images"], names, registry.prompt_templates("cifar10")[0])
+    ds = labelled_dataset(world["images"], labels, hub_names, image_column="img")
+    root = tmp_path_factory.mktemp("registry_copies")
+    datasets.DatasetDict({"test": ds}).save_to_disk(str(root / "cifar10"))
+    return root
+
+
+def test_registry_dataset_from_a_local_copy(world, local_cifar10, tmp_path):
+    args = _args(world, tmp_path, datasets=[f"cifar10={local_cifar10 / 'cifar10'}"], max_samples=6)
+    r = run_evaluation(args)["datasets"]["cifar10"]
+    assert r["display_name"] == "CIFAR-10" and r["num_classes"] == 10 and r["num_samples"] == 6
+    assert r["clean_accuracy"] == 1.0
+    # --data_dir finds DATA_DIR/cifar10; the FARE protocol uses CLIP_benchmark's prompt ensemble.
+    fare = run_evaluation(_args(world, tmp_path / "fare", datasets=["cifar10"], data_dir=str(local_cifar10),
+                                protocol="fare", max_samples=6))
+    assert len(fare["datasets"]["cifar10"]["prompt_templates"]) == 18
+
+
+def test_recipes_parse_to_the_published_protocols(world, tmp_path):
+    from tgazsr.data.registry import TGA16
+    from tgazsr.recipes import parse_recipe
+
+    (tga,) = parse_recipe((EvalArguments,), [os.path.join(REPO, "recipes/eval_tga16.yaml"), "--model_name_or_path", "m"])
+    assert tga.datasets == TGA16 and tga.attacks == ["pgd"] and tga.eps == [1.0]
+    assert (tga.pgd_steps, tga.pgd_step_size, tga.pgd_random_start, tga.protocol) == (100, 1.0, True, "tga")
+    (fare,) = parse_recipe((EvalArguments,), [os.path.join(REPO, "recipes/eval_fare.yaml")])
+    assert fare.attacks == ["autoattack"] and fare.eps == [2.0, 4.0] and fare.max_samples == 1000
+    assert (fare.autoattack_version, fare.protocol) == ("fare", "fare")
+    # The FARE recipe runs on a local dataset with the budgets of the tiny world.
+    code = ev.main([os.path.join(REPO, "recipes/eval_fare.yaml"), "--model_name_or_path", world["clip_a"],
+                    "--datasets", world["saved"], "--eps", "8", "--autoattack_n_iter", "3", "--max_samples", "6",
+                    "--output_dir", str(tmp_path), "--no_plot", "--num_workers", "0"])
+    assert code == 0
+    r = json.loads((tmp_path / "results.json").read_text())["datasets"]["saved"]
+    assert r["autoattack"]["attacks"] == ["apgd-ce", "apgd-t"] and r["autoattack"]["n_target_classes"] == 3
+
+
+def test_evaluate_after_training_feeds_the_model_card(world, tmp_path):
+    from tgazsr.hub import _eval_results
+
+    out = tmp_path / "trained"
+    shutil.copytree(world["clip_a"], out)
+    cfg = SimpleNamespace(train_eps=8.0, eval_max_samples=4, per_device_eval_batch_size=4, device=torch.device("cpu"),
+                          seed=0)
+    res = ev.evaluate_after_training(str(out), [world["saved"]], cfg)
+    saved = res["benchmark"]["datasets"]["saved"]
+    assert saved["num_samples"] == 4 and set(saved["robust"]) == {"pgd@8/255"}
+    assert res["benchmark"]["settings"]["pgd"]["steps"] == 100
+    names = {e.metric_name for e in _eval_results(res["benchmark"])}
+    assert names == {"clean accuracy", "robust accuracy (pgd@8/255)"}
+    assert (out / "eval" / "results.json").is_file()
+
+
+def test_training_puts_benchmark_results_into_the_model_card(world, tiny_clip, saved_dataset, tmp_path):
+    from tgazsr import train
+
+    out = tmp_path / "run"
+    results = train.main([
+        os.path.join(REPO, "recipes/tecoa.yaml"), "--model_name_or_path", tiny_clip, "--dataset_name", saved_dataset,
+        "--output_dir", str(out), "--max_steps", "1", "--per_device_train_batch_size", "4", "--fp16", "false",
+        "--use_cpu", "true", "--dataloader_num_workers", "0", "--warmup_steps", "0", "--save_strategy", "no",
+        "--eval_max_samples", "4", "--eval_attack_steps", "1", "--report_to", "none",
+        "--eval_datasets", world["saved"],
+    ])
+    bench = results["benchmark"]["datasets"]["saved"]
+    assert bench["num_samples"] == 4 and set(bench["robust"]) == {"pgd@1/255"}
+    card = (out / "README.md").read_text()
+    assert "robust accuracy (pgd@1/255)" in card and "clean accuracy" in card
+    assert json.loads((out / "train_results.json").read_text())["benchmark"]["datasets"]["saved"] == bench
+
+
+def test_plot_places_several_results_side_by_side(main_run, world, tmp_path):
+    from tgazsr import plot
+
+    _, out = main_run
+    other = json.loads((out / "results.json").read_text())
+    other["model"], other["average"]["clean_accuracy"] = "other", 0.5
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    png = tmp_path / "both.png"
+    assert plot.main([str(out / "results.json"), str(tmp_path / "other.json"), "--output", str(png),
+                      "--per_dataset", "--labels", "A", "B"]) == 0
+    assert png.stat().st_size > 1000
+    with pytest.raises(ValueError, match="no average"):
+        plot.plot_tradeoff([other], str(tmp_path / "x.png"), key="pgd@3/255")
+
+
+def test_visualize_writes_the_attention_figure(world, tmp_path):
+    from tgazsr import visualize
+
+    image = tmp_path / "img.png"
+    world["images"][0].save(image)
+    png = tmp_path / "attention.png"
+    code = visualize.main(["--model_name_or_path", world["clip_a"], "--image", str(image), "--label", "red square",
+                           "--class_names", ",".join(CLEAN_NAMES), "--eps", "8", "--steps", "3", "--output", str(png)])
+    assert code == 0 and png.stat().st_size > 1000
+    model, tok, _ = ev.load_model(EvalArguments(model_name_or_path=world["clip_a"]), torch.device("cpu"))
+    x = torch.rand(1, 3, 32, 32)
+    pair = visualize.attention_pair(model, tok, x, "red square", None, TEMPLATE, 8, 3, 2)
+    for tag in ("clean", "adv"):
+        m = pair[f"{tag}_map"]
+        assert m.shape == (32, 32) and 0 <= m.min() and m.max() <= 1 + 1e-6
+    assert (pair["x_adv"] - x).abs().max() <= 8 / 255 + 1e-6
+    assert pair["adv_similarity"] < pair["clean_similarity"]
+
+
+def test_two_processes_give_the_numbers_of_one(world, tmp_path):
+    kw = dict(attacks=["pgd", "cw"], eps=[8.0], max_samples=12, batch_size=4)
+    single = run_evaluation(_args(world, tmp_path / "one", **kw))
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1",
+               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "tgazsr.evaluate", "--model_name_or_path", world["clip_a"], "--datasets", world["saved"],
+           "--attacks", "pgd", "cw", "--eps", "8", "--pgd_steps", "3", "--cw_steps", "3", "--max_samples", "12",
+           "--batch_size", "4", "--output_dir", str(tmp_path / "two"), "--no_plot"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert two["num_processes"] == 2
+    assert _numbers(two) == _numbers(single)
