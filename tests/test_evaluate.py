@@ -322,7 +322,12 @@ def test_two_processes_give_the_numbers_of_one(world, tmp_path):
     single = run_evaluation(_args(world, tmp_path / "one", **kw))
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1",
                HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    import socket
+
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            "-m", "tgazsr.evaluate", "--model_name_or_path", world["clip_a"], "--datasets", world["saved"],
            "--attacks", "pgd", "cw", "--eps", "8", "--pgd_steps", "3", "--cw_steps", "3", "--max_samples", "12",
            "--batch_size", "4", "--output_dir", str(tmp_path / "two"), "--no_plot"]

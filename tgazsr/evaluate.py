@@ -157,6 +157,10 @@ class EvalArguments:
     batch_size: int = field(default=64, metadata={"help": "Images per batch and process."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes for decoding images."})
     device: str | None = field(default=None, metadata={"help": "Device (default: the process's accelerator, else CPU)."})
+    tf32: bool = field(
+        default=False,
+        metadata={"help": "Allow TF32 matmuls on NVIDIA GPUs: several times faster than fp32, last bits differ."},
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the random starts (per sample) and of AutoAttack."})
     output_dir: str = field(default="eval_results", metadata={"help": "Where results.json, results.md and the plot go."})
     overwrite: bool = field(default=False, metadata={"help": "Recompute datasets even if finished results exist."})
@@ -217,6 +221,7 @@ def attack_settings(args: EvalArguments) -> dict:
         "monotone_eps": args.monotone_eps,
         "max_samples": args.max_samples,
         "pixel_normalization": args.pixel_normalization,
+        "tf32": args.tf32,
     }
     if "pgd" in args.attacks:
         out["pgd"] = dict(steps=args.pgd_steps, step_size=args.pgd_step_size, restarts=args.pgd_restarts,
@@ -563,7 +568,9 @@ def evaluate_dataset(model, data: EvalDataset, text: torch.Tensor, args: EvalArg
     text = text.to(device)
     records = []
     start = time.time()
-    bar = tqdm(total=n, desc=data.name, disable=not state.is_local_main_process, dynamic_ncols=True)
+    desc = data.name if state.num_processes == 1 else f"{data.name} (process 0 of {state.num_processes})"
+    bar = tqdm(total=sum(len(b) for b in batches), desc=desc, disable=not state.is_local_main_process,
+               dynamic_ncols=True)
     for index, batch in zip(batches, loader):
         x, y = batch["pixel_values"].to(device), batch["labels"].to(device)
         with torch.no_grad():
@@ -600,7 +607,7 @@ def evaluate_dataset(model, data: EvalDataset, text: torch.Tensor, args: EvalArg
         pred_lists = {k: v.tolist() for k, v in preds.items()}
         for j, i in enumerate(index):
             records.append((i, y_list[j], clean_list[j], {k: v[j] for k, v in pred_lists.items()}))
-        bar.update(len(index) * state.num_processes)
+        bar.update(len(index))
     bar.close()
     records = gather_object(records) if state.num_processes > 1 else records
     records = sorted(records, key=lambda r: r[0])
@@ -764,6 +771,15 @@ def run_evaluation(args: EvalArguments, model=None, tokenizer=None) -> dict:
         model = model.to(device).eval()
     image_size = model.clip.config.vision_config.image_size
     metric = load_accuracy()
+    tf32_before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(args.tf32)
+    try:
+        return _run(args, state, device, model, tokenizer, fingerprint, image_size, metric)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before
+
+
+def _run(args, state, device, model, tokenizer, fingerprint, image_size, metric) -> dict:
     settings = attack_settings(args)
     results: dict[str, Any] = {
         "model": args.model_name_or_path,
@@ -824,16 +840,20 @@ def run_evaluation(args: EvalArguments, model=None, tokenizer=None) -> dict:
     return results
 
 
-def evaluate_after_training(output_dir: str, datasets: list[str], cfg) -> dict:
-    """Called at the end of ``tgazsr.train``: PGD-100 at ``cfg.train_eps`` on ``datasets``.
+def evaluate_after_training(output_dir: str, datasets: list[str], cfg, pixel_normalization: str | None = None) -> dict:
+    """Called at the end of ``tgazsr.train``: PGD-100 (step 1/255) at ``cfg.train_eps`` on ``datasets``.
 
     Returns ``{"benchmark": results}``; ``results["datasets"][name]["clean_accuracy"]`` and
     ``["robust"]["pgd@<eps>/255"]`` go into the model card. Results are written under
-    ``<output_dir>/eval``.
+    ``<output_dir>/eval``. ``pixel_normalization`` must be the one the model was trained with
+    (PMG-AFT's recipe trains with 'imagenet'); default: ``cfg.pixel_normalization`` if the config
+    has one, else 'clip'.
     """
     device = getattr(cfg, "device", None)
+    normalization = pixel_normalization or getattr(cfg, "pixel_normalization", None) or "clip"
     args = EvalArguments(
         model_name_or_path=output_dir,
+        pixel_normalization=normalization,
         datasets=list(datasets),
         attacks=["pgd"],
         eps=[float(cfg.train_eps)],
@@ -841,6 +861,7 @@ def evaluate_after_training(output_dir: str, datasets: list[str], cfg) -> dict:
         pgd_step_size=1.0,
         max_samples=cfg.eval_max_samples if getattr(cfg, "eval_max_samples", 0) else None,
         batch_size=cfg.per_device_eval_batch_size,
+        num_workers=getattr(cfg, "dataloader_num_workers", 0) or 0,
         device=str(device) if device is not None else None,
         seed=cfg.seed,
         output_dir=os.path.join(output_dir, "eval"),
