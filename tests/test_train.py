@@ -132,6 +132,14 @@ def test_saved_checkpoint_loads_without_tgazsr(tiny_clip, saved_dataset, tmp_pat
     check_plain_transformers(out)
 
 
+def test_imagenet_normalization_is_saved_in_the_image_processor(tiny_clip, saved_dataset, tmp_path):
+    out = tmp_path / "pmg"
+    main([str(RECIPES / "pmg_aft.yaml"), *tiny_args(tiny_clip, saved_dataset, out), "--eval_max_samples", "0"])
+    config = json.loads((out / "processor_config.json").read_text())
+    image_config = config.get("image_processor", config)
+    assert image_config["image_mean"] == [0.485, 0.456, 0.406] and image_config["image_std"] == [0.229, 0.224, 0.225]
+
+
 def check_plain_transformers(directory):
     """Load and run the zero-shot pipeline in a fresh interpreter where tgazsr cannot be imported."""
     script = f"""

@@ -23,7 +23,7 @@ from .config import DataArguments, ModelArguments, RobustTrainingConfig
 from .data import collate, prepare_classification_data
 from .data.loading import DataError
 from .methods import get_method
-from .modeling import ZeroShotCLIP, load_clip
+from .modeling import PIXEL_NORMALIZATIONS, ZeroShotCLIP, load_clip
 from .recipes import parse_recipe
 from .trainer import RobustCLIPTrainer
 from .zeroshot import PGDSettings, zero_shot_accuracy
@@ -54,6 +54,10 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: Rob
     clip = load_clip(model_args.model_name_or_path, attn_implementation=attn)
     processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
     tokenizer = getattr(processor, "tokenizer", processor)
+    image_processor = getattr(processor, "image_processor", None)
+    if image_processor is not None:  # the saved checkpoint normalizes as the model was trained
+        mean, std = PIXEL_NORMALIZATIONS[model_args.pixel_normalization]
+        image_processor.image_mean, image_processor.image_std = list(mean), list(std)
     image_size = clip.config.vision_config.image_size
 
     train = prepare_classification_data(
