@@ -201,6 +201,8 @@ def test_unreachable_benchmark_is_one_clear_error_and_the_rest_runs(world, tmp_p
     assert "cifar10" in (tmp_path / "results.md").read_text()
     with pytest.raises(ev.DatasetUnavailable, match="Unknown benchmark"):
         ev.resolve_entry("cifar11", EvalArguments())
+    with pytest.raises(ValueError, match="Did you mean 'cifar10'"):  # a typo fails before any work
+        run_evaluation(_args(world, tmp_path / "typo", datasets=[world["saved"], "cifar11"]))
 
 
 @pytest.fixture(scope="module")

@@ -384,12 +384,6 @@ def _prepare_local(name: str, path: str, args: EvalArguments, image_size: int) -
                        _fingerprint_of(data.dataset))
 
 
-def _registry_names() -> set[str]:
-    from .data import registry
-
-    return set(registry.BENCHMARKS)
-
-
 def _lookup_benchmark(entry: str):
     from .data import registry
 
@@ -762,6 +756,14 @@ def run_evaluation(args: EvalArguments, model=None, tokenizer=None) -> dict:
 
     if not args.datasets:
         raise ValueError("Pass --datasets (registry names or local paths), or use recipes/eval_tga16.yaml.")
+    unknown = []
+    for entry in args.datasets:  # a typo fails now, not after hours of attacks on the other datasets
+        try:
+            resolve_entry(entry, args)
+        except DatasetUnavailable as err:
+            unknown.append(str(err))
+    if unknown:
+        raise ValueError("\n".join(unknown))
     state = _state(args)
     device = torch.device(args.device) if args.device else state.device
     if model is None:
