@@ -766,6 +766,10 @@ def run_evaluation(args: EvalArguments, model=None, tokenizer=None) -> dict:
         raise ValueError("\n".join(unknown))
     state = _state(args)
     device = torch.device(args.device) if args.device else state.device
+    if state.num_processes > 1 and args.device and device != state.device:
+        logger.warning("Ignoring --device %s: process %d of %d runs on %s.", args.device, state.process_index,
+                       state.num_processes, state.device)
+        device = state.device
     if model is None:
         model, tokenizer, fingerprint = load_model(args, device)
     else:
@@ -868,6 +872,7 @@ def evaluate_after_training(output_dir: str, datasets: list[str], cfg, pixel_nor
         seed=cfg.seed,
         output_dir=os.path.join(output_dir, "eval"),
     )
+    _state(args).wait_for_everyone()  # the checkpoint is saved by the main process
     return {"benchmark": run_evaluation(args)}
 
 
