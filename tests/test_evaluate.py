@@ -189,6 +189,27 @@ def test_plain_clipmodel_checkpoint_and_separate_tokenizer(world, tmp_path):
     assert not any("tgazsr" in f for f in os.listdir(world["clip_a"]))
 
 
+def test_normalization_comes_from_the_checkpoint_image_processor(world, tmp_path):
+    from tgazsr.modeling import CLIP_MEAN, IMAGENET_MEAN, IMAGENET_STD
+
+    ckpt = tmp_path / "imagenet_normalized"
+    shutil.copytree(world["clip_a"], ckpt)
+    config_path = ckpt / "processor_config.json"
+    if not config_path.exists():
+        config_path = ckpt / "preprocessor_config.json"
+    config = json.loads(config_path.read_text())
+    target = config.get("image_processor", config)
+    target["image_mean"], target["image_std"] = list(IMAGENET_MEAN), list(IMAGENET_STD)
+    config_path.write_text(json.dumps(config))
+    auto = run_evaluation(_args(world, tmp_path / "auto", model_name_or_path=str(ckpt), max_samples=4))
+    assert auto["pixel_normalization"][0] == pytest.approx(list(IMAGENET_MEAN), abs=1e-6)
+    assert auto["pixel_normalization"][1] == pytest.approx(list(IMAGENET_STD), abs=1e-6)
+    forced = run_evaluation(_args(world, tmp_path / "clip", model_name_or_path=str(ckpt), max_samples=4,
+                                  pixel_normalization="clip"))
+    assert forced["pixel_normalization"][0] == pytest.approx(list(CLIP_MEAN), abs=1e-6)
+    assert forced["datasets"]["saved"]["key"] != auto["datasets"]["saved"]["key"]
+
+
 def test_unreachable_benchmark_is_one_clear_error_and_the_rest_runs(world, tmp_path):
     code = ev.main(["--model_name_or_path", world["clip_a"], "--datasets", "cifar10", world["saved"],
                     "--eps", "8", "--pgd_steps", "2", "--max_samples", "4", "--output_dir", str(tmp_path),

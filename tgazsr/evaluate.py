@@ -67,8 +67,12 @@ class EvalArguments:
         metadata={"help": "Where to load the tokenizer from, when the model directory has none (default: the model)."},
     )
     pixel_normalization: str = field(
-        default="clip",
-        metadata={"help": "Mean/std applied inside the model after the attack: 'clip' or 'imagenet'."},
+        default="auto",
+        metadata={
+            "help": "Mean/std applied inside the model after the attack: 'auto' (the checkpoint's image processor "
+            "mean/std, where tgazsr.train saves the training normalization; CLIP's if it has none), 'clip' or "
+            "'imagenet'."
+        },
     )
     datasets: list[str] = field(
         default_factory=list,
@@ -220,7 +224,6 @@ def attack_settings(args: EvalArguments) -> dict:
         "seed": args.seed,
         "monotone_eps": args.monotone_eps,
         "max_samples": args.max_samples,
-        "pixel_normalization": args.pixel_normalization,
         "tf32": args.tf32,
     }
     if "pgd" in args.attacks:
@@ -478,6 +481,32 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
+def resolve_normalization(name: str, model_name_or_path: str):
+    """'clip' / 'imagenet', or for 'auto' the (mean, std) of the checkpoint's image processor."""
+    from .modeling import PIXEL_NORMALIZATIONS
+
+    if name != "auto":
+        if name not in PIXEL_NORMALIZATIONS:
+            raise ValueError(f"pixel_normalization must be 'auto' or one of {sorted(PIXEL_NORMALIZATIONS)}, got {name!r}.")
+        return name
+    try:
+        from transformers import AutoImageProcessor
+
+        processor = AutoImageProcessor.from_pretrained(model_name_or_path)
+        mean, std = list(processor.image_mean), list(processor.image_std)
+        if len(mean) == 3 and len(std) == 3:
+            return mean, std
+    except Exception:  # noqa: BLE001 - no image processor saved: CLIP's constants
+        pass
+    logger.info("%s has no image processor with a mean and std; using CLIP's normalization.", model_name_or_path)
+    return "clip"
+
+
+def normalization_of(model) -> list[list[float]]:
+    """The mean and std a ZeroShotCLIP applies, as plain numbers (for results and keys)."""
+    return [[round(float(v), 6) for v in model.pixel_mean.flatten()], [round(float(v), 6) for v in model.pixel_std.flatten()]]
+
+
 def load_model(args: EvalArguments, device: torch.device):
     """(ZeroShotCLIP in eval mode with no parameter gradients, tokenizer, weights fingerprint)."""
     from .modeling import ZeroShotCLIP, load_clip
@@ -486,7 +515,7 @@ def load_model(args: EvalArguments, device: torch.device):
         raise ValueError("Pass --model_name_or_path (a CLIPModel directory or a Hub id).")
     clip = load_clip(args.model_name_or_path)
     tokenizer = load_tokenizer(args.tokenizer_name_or_path or args.model_name_or_path)
-    model = ZeroShotCLIP(clip, args.pixel_normalization)
+    model = ZeroShotCLIP(clip, resolve_normalization(args.pixel_normalization, args.model_name_or_path))
     fingerprint = model_fingerprint(model.clip)
     model.requires_grad_(False)
     model.eval()
@@ -792,6 +821,7 @@ def _run(args, state, device, model, tokenizer, fingerprint, image_size, metric)
         "model_fingerprint": fingerprint,
         "harness_version": HARNESS_VERSION,
         "protocol": args.protocol,
+        "pixel_normalization": normalization_of(model),
         "settings": settings,
         "num_processes": state.num_processes,
         "datasets": {},
@@ -817,6 +847,7 @@ def _run(args, state, device, model, tokenizer, fingerprint, image_size, metric)
         key = _hash_json({
             "harness": HARNESS_VERSION, "model": fingerprint, "data": data.identity(), "settings": settings,
             "prompts": _prompts_fingerprint(tokenizer, data.class_names, data.templates),
+            "normalization": normalization_of(model),
             "image_size": image_size,
         })
         path = _finished_path(args.output_dir, data.name, key)
@@ -851,12 +882,11 @@ def evaluate_after_training(output_dir: str, datasets: list[str], cfg, pixel_nor
 
     Returns ``{"benchmark": results}``; ``results["datasets"][name]["clean_accuracy"]`` and
     ``["robust"]["pgd@<eps>/255"]`` go into the model card. Results are written under
-    ``<output_dir>/eval``. ``pixel_normalization`` must be the one the model was trained with
-    (PMG-AFT's recipe trains with 'imagenet'); default: ``cfg.pixel_normalization`` if the config
-    has one, else 'clip'.
+    ``<output_dir>/eval``. The normalization is the one the model was trained with, read from
+    the image processor ``tgazsr.train`` saves (``pixel_normalization`` overrides it).
     """
     device = getattr(cfg, "device", None)
-    normalization = pixel_normalization or getattr(cfg, "pixel_normalization", None) or "clip"
+    normalization = pixel_normalization or getattr(cfg, "pixel_normalization", None) or "auto"
     args = EvalArguments(
         model_name_or_path=output_dir,
         pixel_normalization=normalization,

@@ -34,7 +34,9 @@ class VisualizeArguments:
     )
     prompt_template: str = field(default="This is a photo of a {}", metadata={"help": "Prompt, '{}' for the class name."})
     tokenizer_name_or_path: str | None = field(default=None, metadata={"help": "Tokenizer location if the model has none."})
-    pixel_normalization: str = field(default="clip", metadata={"help": "'clip' or 'imagenet' mean/std inside the model."})
+    pixel_normalization: str = field(
+        default="auto", metadata={"help": "'auto' (the checkpoint's image processor), 'clip' or 'imagenet' mean/std."}
+    )
     resize_mode: str = field(default="shorter_side_crop", metadata={"help": "'shorter_side_crop' or 'square'."})
     eps: float = field(default=1.0, metadata={"help": "PGD budget in units of 1/255 (L-inf)."})
     steps: int = field(default=100, metadata={"help": "PGD steps."})
