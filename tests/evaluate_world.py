@@ -99,8 +99,6 @@ def get_world(tmp_path_factory) -> dict:
         world = build_eval_world(str(root))
         world.pop("images")
         marker.write_text(json.dumps(world))
-    from PIL import Image  # noqa: F401 - images are regenerated on demand
-
     world["images"] = make_images(len(world["labels"]), 8, seed=3)[0]
     return world
 

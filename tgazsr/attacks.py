@@ -13,7 +13,6 @@ import logging
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .losses import margin_loss

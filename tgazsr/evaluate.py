@@ -28,7 +28,6 @@ another model or other settings.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -42,7 +41,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 
 logger = logging.getLogger("tgazsr.evaluate")
 
