@@ -1,7 +1,7 @@
 """The evaluation harness: clean and robust zero-shot accuracy of any CLIP checkpoint.
 
     python -m tgazsr.evaluate recipes/eval_tga16.yaml --model_name_or_path openai/clip-vit-base-patch32
-    python -m tgazsr.evaluate recipes/eval_fare.yaml --model_name_or_path chs20/fare2-clip
+    python -m tgazsr.evaluate recipes/eval_fare.yaml --model_name_or_path outputs/clip-vit-b32-fare
     accelerate launch -m tgazsr.evaluate recipes/eval_tga16.yaml --model_name_or_path outputs/clip-tga-zsr
     python -m tgazsr.evaluate --model_name_or_path M --datasets cifar10=/data/cifar10 ./my_folder \
         --attacks pgd cw autoattack --eps 1 2 4 --max_samples 1000
