@@ -41,6 +41,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from transformers import AutoImageProcessor
+
+from .attacks import autoattack, autoattack_plan, cw, sample_generators
+from .data import collate, prepare_classification_data, registry
+from .data.loading import IMAGE_COLUMN_GUESSES, LABEL_COLUMN_GUESSES, find_column, load_image_dataset, with_pixels
+from .metrics import load_accuracy
+from .modeling import PIXEL_NORMALIZATIONS, ZeroShotCLIP, load_clip
+from .recipes import parse_recipe
+from .zeroshot import PGDSettings, pgd_ce_attack
 
 logger = logging.getLogger("tgazsr.evaluate")
 
@@ -192,7 +201,6 @@ class EvalArguments:
         if self.batch_size <= 0:
             raise ValueError("batch_size must be positive.")
         if "autoattack" in self.attacks:
-            from .attacks import autoattack_plan
 
             autoattack_plan(10, self.autoattack_version, self.autoattack_attacks)  # validates the names
 
@@ -318,36 +326,9 @@ def _fingerprint_of(ds) -> str:
     return str(getattr(ds, "_fingerprint", None) or _hash_json([len(ds), list(ds.column_names)]))
 
 
-def _with_pixels(ds, image_col: str, label_col: str, num_classes: int, image_size: int, resize: str,
-                 mapping: list[int] | None = None):
-    """Decode lazily to [0,1] tensors and protocol label ids (the core's transform, with a label map)."""
-    import datasets as hf_datasets
-
-    from .data import ImageTransform
-    from .data.loading import DataError
-
-    ds = ds.select_columns([image_col, label_col])
-    if not isinstance(ds.features[image_col], hf_datasets.Image):
-        ds = ds.cast_column(image_col, hf_datasets.Image())
-    transform = ImageTransform(image_size, resize)
-
-    def decode(batch):
-        labels = [int(y) for y in batch[label_col]]
-        if mapping is not None:
-            labels = [mapping[y] for y in labels]
-        bad = [y for y in labels if not 0 <= y < num_classes]
-        if bad:
-            raise DataError(f"Label {bad[0]} is outside the {num_classes} class names.")
-        return {"pixel_values": [transform(im) for im in batch[image_col]], "labels": labels}
-
-    return ds.with_transform(decode)
-
-
 def _prepare_registry(name: str, source: str, args: EvalArguments, image_size: int) -> EvalDataset:
     import datasets as hf_datasets
 
-    from .data import registry
-    from .data.loading import IMAGE_COLUMN_GUESSES, LABEL_COLUMN_GUESSES, find_column, load_image_dataset
 
     spec = registry.get_benchmark(name)
     ds = load_image_dataset(source, spec.split, spec.config_name)
@@ -363,12 +344,11 @@ def _prepare_registry(name: str, source: str, args: EvalArguments, image_size: i
     if args.max_samples is not None and args.max_samples < len(ds):
         ds = ds.select(range(args.max_samples))
     fingerprint = _fingerprint_of(ds)
-    data = _with_pixels(ds, image_col, label_col, len(names), image_size, spec.resize, mapping)
+    data = with_pixels(ds, image_col, label_col, len(names), image_size, spec.resize, mapping)
     return EvalDataset(spec.name, spec.display_name, source, spec.split, data, names, templates, fingerprint)
 
 
 def _prepare_local(name: str, path: str, args: EvalArguments, image_size: int) -> EvalDataset:
-    from .data import prepare_classification_data
 
     meta = _read_local_metadata(path)
     split = args.split or "test"
@@ -386,7 +366,6 @@ def _prepare_local(name: str, path: str, args: EvalArguments, image_size: int) -
 
 
 def _lookup_benchmark(entry: str):
-    from .data import registry
 
     try:
         return registry.get_benchmark(entry)
@@ -408,7 +387,6 @@ def resolve_entry(entry: str, args: EvalArguments) -> tuple[str, str, str]:
         return "local", os.path.basename(os.path.normpath(path)), path
     spec = _lookup_benchmark(entry)
     if spec is None:
-        from .data import registry
 
         try:
             registry.get_benchmark(entry)
@@ -481,14 +459,12 @@ def load_tokenizer(name_or_path: str):
 
 def resolve_normalization(name: str, model_name_or_path: str):
     """'clip' / 'imagenet', or for 'auto' the (mean, std) of the checkpoint's image processor."""
-    from .modeling import PIXEL_NORMALIZATIONS
 
     if name != "auto":
         if name not in PIXEL_NORMALIZATIONS:
             raise ValueError(f"pixel_normalization must be 'auto' or one of {sorted(PIXEL_NORMALIZATIONS)}, got {name!r}.")
         return name
     try:
-        from transformers import AutoImageProcessor
 
         processor = AutoImageProcessor.from_pretrained(model_name_or_path)
         mean, std = list(processor.image_mean), list(processor.image_std)
@@ -507,7 +483,6 @@ def normalization_of(model) -> list[list[float]]:
 
 def load_model(args: EvalArguments, device: torch.device):
     """(ZeroShotCLIP in eval mode with no parameter gradients, tokenizer, weights fingerprint)."""
-    from .modeling import ZeroShotCLIP, load_clip
 
     if not args.model_name_or_path:
         raise ValueError("Pass --model_name_or_path (a CLIPModel directory or a Hub id).")
@@ -534,8 +509,6 @@ def _shard_batches(n: int, batch_size: int, rank: int, world: int) -> list[list[
 def run_attack(name: str, model, text: torch.Tensor, x: torch.Tensor, y: torch.Tensor, eps: float,
                args: EvalArguments, indices: Sequence[int], salt: str, num_classes: int) -> torch.Tensor:
     """Adversarial images for one attack at one budget (eps in 1/255 units for L-inf)."""
-    from .attacks import autoattack, cw, sample_generators
-    from .zeroshot import PGDSettings, pgd_ce_attack
 
     scale = 1 / 255 if args.norm == "linf" else 1.0
     generators = sample_generators(args.seed, indices, salt)
@@ -577,7 +550,6 @@ def evaluate_dataset(model, data: EvalDataset, text: torch.Tensor, args: EvalArg
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from .data import collate
 
     n, num_classes = len(data), len(data.class_names)
     eps_list = sorted(set(float(e) for e in args.eps))
@@ -650,7 +622,6 @@ def evaluate_dataset(model, data: EvalDataset, text: torch.Tensor, args: EvalArg
         "prompt_templates": data.templates,
     }
     if "autoattack" in args.attacks:
-        from .attacks import autoattack_plan
 
         plan, targets = autoattack_plan(num_classes, args.autoattack_version, args.autoattack_attacks,
                                         args.autoattack_n_target_classes)
@@ -779,7 +750,6 @@ def _broadcast(obj, state):
 
 def run_evaluation(args: EvalArguments, model=None, tokenizer=None) -> dict:
     """Evaluate ``args.model_name_or_path`` (or a given ZeroShotCLIP) on ``args.datasets``."""
-    from .metrics import load_accuracy
 
     if not args.datasets:
         raise ValueError("Pass --datasets (registry names or local paths), or use recipes/eval_tga16.yaml.")
@@ -905,7 +875,6 @@ def evaluate_after_training(output_dir: str, datasets: list[str], cfg, pixel_nor
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .recipes import parse_recipe
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = parse_recipe((EvalArguments,), argv)

@@ -15,7 +15,6 @@ import logging
 import os
 import sys
 
-import torch
 from transformers import AutoProcessor, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 

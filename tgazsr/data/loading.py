@@ -165,6 +165,21 @@ def prepare_classification_data(
     names = dataset_class_names(ds, label_col, class_names)
     if max_samples is not None and max_samples < len(ds):
         ds = ds.select(range(max_samples))
+    ds = with_pixels(ds, image_col, label_col, len(names), image_size, resize_mode)
+    return ClassificationData(ds, names, image_col, label_col)
+
+
+def with_pixels(
+    ds: datasets.Dataset,
+    image_col: str,
+    label_col: str,
+    num_classes: int,
+    image_size: int,
+    resize_mode: str = "shorter_side_crop",
+    label_map: Sequence[int] | None = None,
+) -> datasets.Dataset:
+    """Keep the two columns and decode lazily to ``pixel_values`` in [0,1] and integer ``labels``
+    (through ``label_map`` when the dataset's ids differ from the class-name order)."""
     ds = ds.select_columns([image_col, label_col])
     if not isinstance(ds.features[image_col], datasets.Image):
         ds = ds.cast_column(image_col, datasets.Image())
@@ -172,13 +187,14 @@ def prepare_classification_data(
 
     def decode(batch):
         labels = [int(y) for y in batch[label_col]]
-        bad = [y for y in labels if not 0 <= y < len(names)]
+        if label_map is not None:
+            labels = [label_map[y] for y in labels]
+        bad = [y for y in labels if not 0 <= y < num_classes]
         if bad:
-            raise DataError(f"Label {bad[0]} is outside the {len(names)} class names; check class_names.")
+            raise DataError(f"Label {bad[0]} is outside the {num_classes} class names; check class_names.")
         return {"pixel_values": [transform(im) for im in batch[image_col]], "labels": labels}
 
-    ds = ds.with_transform(decode)
-    return ClassificationData(ds, names, image_col, label_col)
+    return ds.with_transform(decode)
 
 
 def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
