@@ -278,7 +278,7 @@ def test_evaluate_after_training_feeds_the_model_card(world, tmp_path):
     out = tmp_path / "trained"
     shutil.copytree(world["clip_a"], out)
     cfg = SimpleNamespace(train_eps=8.0, eval_max_samples=4, per_device_eval_batch_size=4, device=torch.device("cpu"),
-                          seed=0)
+                          seed=0, eval_attack_steps=100, eval_attack_stepsize=1.0)
     res = ev.evaluate_after_training(str(out), [world["saved"]], cfg)
     saved = res["benchmark"]["datasets"]["saved"]
     assert saved["num_samples"] == 4 and set(saved["robust"]) == {"pgd@8/255"}
@@ -304,6 +304,24 @@ def test_training_puts_benchmark_results_into_the_model_card(world, tiny_clip, s
     card = (out / "README.md").read_text()
     assert "robust accuracy (pgd@1/255)" in card and "clean accuracy" in card
     assert json.loads((out / "train_results.json").read_text())["benchmark"]["datasets"]["saved"] == bench
+
+
+def test_compare_with_base_prints_both_models(world, tiny_clip, saved_dataset, tmp_path, capsys):
+    from tgazsr import train
+
+    out = tmp_path / "cmp"
+    results = train.main([
+        os.path.join(REPO, "recipes/tga_zsr.yaml"), "--model_name_or_path", tiny_clip, "--dataset_name", saved_dataset,
+        "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4", "--fp16", "false",
+        "--use_cpu", "true", "--dataloader_num_workers", "0", "--warmup_steps", "0", "--save_strategy", "no",
+        "--learning_rate", "0.05", "--eval_max_samples", "4", "--eval_attack_steps", "2", "--report_to", "none",
+        "--eval_datasets", world["saved"], "--compare_with_base", "true",
+    ])
+    base, trained = results["base_benchmark"], results["benchmark"]
+    assert base["model_fingerprint"] != trained["model_fingerprint"]
+    table = (out / "comparison.md").read_text()
+    assert "| dataset | base clean | base pgd@1/255 | tga_zsr clean | tga_zsr pgd@1/255 |" in table
+    assert "**average**" in table and table in capsys.readouterr().out
 
 
 def test_plot_places_several_results_side_by_side(main_run, world, tmp_path):

@@ -103,6 +103,21 @@ class DataArguments:
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Train on the first N samples only (debugging, quick runs)."}
     )
+    synthetic_world: bool = field(
+        default=False,
+        metadata={
+            "help": "Build (or reuse) tgazsr's offline synthetic world and run on it: its tiny pretrained CLIP "
+            "becomes model_name_or_path, its training set dataset_name and its held-out sets eval_datasets."
+        },
+    )
+    synthetic_root: str | None = field(
+        default=None,
+        metadata={"help": "Where the synthetic world lives (default: $TGAZSR_HOME or ~/.cache/tgazsr)."},
+    )
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic world (not of training)."})
+    synthetic_small: bool = field(
+        default=False, metadata={"help": "The reduced synthetic world of the unit tests (seconds to build)."}
+    )
 
 
 @dataclass
@@ -172,7 +187,18 @@ class RobustTrainingConfig(TrainingArguments):
         metadata={"help": "Quick check at the end of training: number of eval_split samples (0 to skip)."},
     )
     eval_attack_steps: int = field(
-        default=10, metadata={"help": "Quick check at the end of training: PGD steps (eps = train_eps)."}
+        default=100,
+        metadata={"help": "End-of-training check and evaluation: PGD steps (eps = train_eps; 100 in the TGA protocol)."},
+    )
+    eval_attack_stepsize: float = field(
+        default=1.0, metadata={"help": "End-of-training check and evaluation: PGD step size, in units of 1/255."}
+    )
+    compare_with_base: bool = field(
+        default=False,
+        metadata={
+            "help": "Also evaluate the base model on eval_datasets with the same attack and print both side by side "
+            "(comparison.md in output_dir)."
+        },
     )
     eval_datasets: list[str] | None = field(
         default=None,

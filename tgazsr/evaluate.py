@@ -845,33 +845,64 @@ def _run(args, state, device, model, tokenizer, fingerprint, image_size, metric)
     return results
 
 
-def evaluate_after_training(output_dir: str, datasets: list[str], cfg, pixel_normalization: str | None = None) -> dict:
-    """Called at the end of ``tgazsr.train``: PGD-100 (step 1/255) at ``cfg.train_eps`` on ``datasets``.
+def evaluate_after_training(
+    output_dir: str,
+    datasets: list[str],
+    cfg,
+    pixel_normalization: str | None = None,
+    model_name_or_path: str | None = None,
+    results_dir: str | None = None,
+) -> dict:
+    """Called at the end of ``tgazsr.train``: PGD (``cfg.eval_attack_steps`` steps of
+    ``cfg.eval_attack_stepsize``/255, random start) at ``cfg.train_eps`` on ``datasets``.
 
-    Returns ``{"benchmark": results}``; ``results["datasets"][name]["clean_accuracy"]`` and
-    ``["robust"]["pgd@<eps>/255"]`` go into the model card. Results are written under
-    ``<output_dir>/eval``. The normalization is the one the model was trained with, read from
-    the image processor ``tgazsr.train`` saves (``pixel_normalization`` overrides it).
+    Evaluates the checkpoint in ``output_dir`` (or ``model_name_or_path``, e.g. the base model,
+    for a comparison) and returns ``{"benchmark": results}``;
+    ``results["datasets"][name]["clean_accuracy"]`` and ``["robust"]["pgd@<eps>/255"]`` go into the
+    model card. Results are written under ``results_dir`` (default ``<output_dir>/eval``).
+    ``pixel_normalization`` default: read from the checkpoint's image processor ('auto').
     """
     device = getattr(cfg, "device", None)
-    normalization = pixel_normalization or getattr(cfg, "pixel_normalization", None) or "auto"
     args = EvalArguments(
-        model_name_or_path=output_dir,
-        pixel_normalization=normalization,
+        model_name_or_path=model_name_or_path or output_dir,
+        pixel_normalization=pixel_normalization or "auto",
         datasets=list(datasets),
         attacks=["pgd"],
         eps=[float(cfg.train_eps)],
-        pgd_steps=100,
-        pgd_step_size=1.0,
+        pgd_steps=cfg.eval_attack_steps,
+        pgd_step_size=cfg.eval_attack_stepsize,
         max_samples=cfg.eval_max_samples if getattr(cfg, "eval_max_samples", 0) else None,
         batch_size=cfg.per_device_eval_batch_size,
         num_workers=getattr(cfg, "dataloader_num_workers", 0) or 0,
         device=str(device) if device is not None else None,
         seed=cfg.seed,
-        output_dir=os.path.join(output_dir, "eval"),
+        output_dir=results_dir or os.path.join(output_dir, "eval"),
     )
-    _state(args).wait_for_everyone()  # the checkpoint is saved by the main process
     return {"benchmark": run_evaluation(args)}
+
+
+def comparison_markdown(runs: dict[str, dict]) -> str:
+    """Side-by-side table (top-1 %) of several results dicts over their common datasets."""
+    names = list(runs)
+    first = runs[names[0]]
+    keys = sorted({k for r in first["datasets"].values() for k in r.get("robust", {})})
+    header = "| dataset | " + " | ".join(f"{n} clean | " + " | ".join(f"{n} {k}" for k in keys) for n in names) + " |"
+    rule = "|---|" + "---|" * (len(names) * (1 + len(keys)))
+    rows = []
+    for dataset in first["datasets"]:
+        cells = []
+        for n in names:
+            r = runs[n]["datasets"].get(dataset, {})
+            cells.append(_pct(r.get("clean_accuracy")))
+            cells += [_pct(r.get("robust", {}).get(k)) for k in keys]
+        rows.append(f"| {os.path.basename(dataset.rstrip('/'))} | " + " | ".join(cells) + " |")
+    avg = []
+    for n in names:
+        a = runs[n].get("average") or averages(runs[n]["datasets"])
+        avg.append(_pct(a.get("clean_accuracy")))
+        avg += [_pct((a.get("robust") or {}).get(k)) for k in keys]
+    rows.append("| **average** | " + " | ".join(avg) + " |")
+    return "\n".join([header, rule, *rows]) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

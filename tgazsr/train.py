@@ -103,6 +103,21 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: Rob
     return trainer, train, tokenizer
 
 
+def use_synthetic_world(model_args: ModelArguments, data_args: DataArguments, cfg: RobustTrainingConfig) -> None:
+    """Point the run at the offline world (built on first use): its model, training set and held-out sets."""
+    from .synthetic import build_world
+
+    world = build_world(data_args.synthetic_root, seed=data_args.synthetic_seed, small=data_args.synthetic_small)
+    model_args.model_name_or_path = world.model
+    data_args.dataset_name = world.train
+    data_args.eval_split = None  # the held-out sets are the check
+    if not cfg.eval_datasets:
+        cfg.eval_datasets = [world.eval[name] for name in world.held_out]
+    if cfg.train_eps != world.eps:
+        logger.warning("train_eps is %s/255 but the world's eps is %s/255.", cfg.train_eps, world.eps)
+    logger.info("Synthetic world at %s (eps %s/255).", world.root, world.eps)
+
+
 def resolve_resume(cfg: RobustTrainingConfig) -> str | None:
     """``resume_from_checkpoint``: a path, or true/latest/auto for the newest one in output_dir."""
     value = cfg.resume_from_checkpoint
@@ -148,7 +163,7 @@ def quick_check(trainer: RobustCLIPTrainer, data_args: DataArguments, cfg: Robus
         logger.warning("Skipping the end-of-training check: %s", err)
         return None
     text = model.class_embeddings(data.class_names, [data_args.prompt_template], tokenizer)
-    attack = PGDSettings(eps=cfg.train_eps, steps=cfg.eval_attack_steps, step_size=cfg.train_stepsize)
+    attack = PGDSettings(eps=cfg.train_eps, steps=cfg.eval_attack_steps, step_size=cfg.eval_attack_stepsize)
     result = zero_shot_accuracy(model, data.dataset, text, cfg.per_device_eval_batch_size, attack, cfg.device,
                                 seed=cfg.seed, desc=f"check on {data_args.eval_split}")
     result.update(split=data_args.eval_split, eps=cfg.train_eps, steps=cfg.eval_attack_steps)
@@ -160,6 +175,8 @@ def main(argv=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), argv)
     push, cfg.push_to_hub = cfg.push_to_hub, False  # we push the final checkpoint ourselves, once
+    if data_args.synthetic_world:
+        use_synthetic_world(model_args, data_args, cfg)
     if push and not cfg.hub_model_id:
         raise ValueError("push_to_hub needs hub_model_id (e.g. --hub_model_id you/clip-vit-b32-tga-zsr).")
     trainer, train, tokenizer = build_trainer(model_args, data_args, cfg)
@@ -170,9 +187,20 @@ def main(argv=None):
     if check is not None:
         results["check"] = check
     if cfg.eval_datasets:
-        from .evaluate import evaluate_after_training  # the benchmark harness
+        from .evaluate import comparison_markdown, evaluate_after_training  # the benchmark harness
 
         results.update(evaluate_after_training(cfg.output_dir, cfg.eval_datasets, cfg))
+        if cfg.compare_with_base:
+            base = evaluate_after_training(
+                cfg.output_dir, cfg.eval_datasets, cfg, model_name_or_path=model_args.model_name_or_path,
+                results_dir=os.path.join(cfg.output_dir, "eval_base"),
+            )["benchmark"]
+            results["base_benchmark"] = base
+            table = comparison_markdown({"base": base, cfg.method: results["benchmark"]})
+            if trainer.is_world_process_zero():
+                with open(os.path.join(cfg.output_dir, "comparison.md"), "w") as f:
+                    f.write(table)
+                print("\n" + table, flush=True)
     if trainer.is_world_process_zero():
         from .hub import HYPERPARAMETERS, push_checkpoint, write_model_card
 
