@@ -184,7 +184,10 @@ class RobustTrainingConfig(TrainingArguments):
     )
     eval_max_samples: int = field(
         default=500,
-        metadata={"help": "Quick check at the end of training: number of eval_split samples (0 to skip)."},
+        metadata={
+            "help": "End of training: the first N samples of eval_split for the quick check (0 skips it) and of each "
+            "eval_datasets entry (0: all of them)."
+        },
     )
     eval_attack_steps: int = field(
         default=100,
