@@ -35,7 +35,7 @@ def test_quickstart_on_the_reduced_world(tmp_path):
     assert set(results["benchmark"]["datasets"]) == set(results["base_benchmark"]["datasets"])
     assert len(results["benchmark"]["datasets"]) >= 4
     table = (out / "comparison.md").read_text()
-    assert "base clean" in table and "tga_zsr pgd@2/255" in table
+    assert "base clean" in table and "tga_zsr pgd@8/255" in table
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
 
 
