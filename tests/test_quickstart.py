@@ -46,7 +46,7 @@ def test_full_quickstart_command_runs_offline(tmp_path):
     res = subprocess.run(
         [str(Path(sys.executable).parent / "accelerate"), "launch", "-m", "tgazsr.train", QUICKSTART,
          "--output_dir", str(tmp_path / "out")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=2400,
     )
     assert res.returncode == 0, res.stderr[-4000:]
     assert "| **average** |" in res.stdout and "base clean" in res.stdout
