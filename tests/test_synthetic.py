@@ -79,7 +79,7 @@ def test_world_layout_and_datasets(world):
     assert isinstance(train.features["image"], datasets.Image)
     assert train.features["label"].names == [synthetic.pair_name(p) for p in TRAIN_PAIRS]
     assert train[0]["image"].size == (synthetic.IMAGE_SIZE, synthetic.IMAGE_SIZE)
-    for name, path in world.eval.items():
+    for path in world.eval.values():
         ds = datasets.load_from_disk(path)
         meta = synthetic.load_eval_metadata(path)
         assert ds.features["label"].names == meta["class_names"]

@@ -60,8 +60,10 @@ The model
 ---------
 A ViT CLIP (0.6 M parameters): vision 56 px, patch 8, width 96, 4 layers; text width 64,
 2 layers, causal, 77 positions; projection 64 (``WorldSpec`` holds every size). The
-tokenizer is a character-level ``CLIPTokenizer``: the 256 byte-level symbols, their ``</w>`` (end of word) forms and ``<|startoftext|>`` (512),
-``<|endoftext|>`` (513), with no merges. The text config carries these real ids
+tokenizer is a character-level ``CLIPTokenizer``: the 256 byte-level symbols, their
+``</w>`` (end of word) forms and ``<|startoftext|>`` (512), ``<|endoftext|>`` (513), with
+no merges (transformers 5 takes them as ``vocab=``/``merges=``; the old ``vocab_file=``
+keyword is silently ignored there). The text config carries these real ids
 (bos 512, eos = pad 513): transformers pools the text tower at ``argmax(input_ids)`` only
 for the legacy ``eos_token_id == 2``, and at the first EOS token otherwise, which is the
 right place here.
@@ -1222,7 +1224,7 @@ def world_report(
             meta = load_eval_metadata(path)
             text = model.class_embeddings(meta["class_names"], meta["classifier_templates"], tokenizer)
             pixels, labels = load_images(path, limit)
-            classify = lambda x: model.classify(x, text)  # noqa: E731
+            classify = lambda x, text=text: model.classify(x, text)  # noqa: E731
             clean = robust = 0
             for i in range(0, len(labels), batch_size):
                 x, y = pixels[i : i + batch_size], labels[i : i + batch_size]
