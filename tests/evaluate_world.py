@@ -23,7 +23,7 @@ CLEAN_NAMES = ["red square", "green circle", "blue triangle", "yellow star"]
 def model_predictions(model_dir: str, images, class_names=CLEAN_NAMES, template: str = TEMPLATE) -> list[int]:
     """The clean predictions of the model in ``model_dir`` through the harness's own pipeline."""
     from tgazsr.data import ImageTransform
-    from tgazsr.evaluate import EvalArguments, load_model
+    from tgazsr.evaluation import EvalArguments, load_model
 
     model, tokenizer, _ = load_model(EvalArguments(model_name_or_path=model_dir), torch.device("cpu"))
     text = model.class_embeddings(list(class_names), [template], tokenizer)

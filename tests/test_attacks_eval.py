@@ -11,10 +11,22 @@ import torch
 import torch.nn.functional as F
 
 from evaluate_world import one_thread, CLEAN_NAMES, TEMPLATE, get_world
-from tgazsr.attacks import autoattack, autoattack_plan, cw, pgd, sample_generators
+from tgazsr.attacks import (
+    AttackContext, autoattack, autoattack_plan, check_budget, make_settings, pgd, run_attack, sample_generators,
+)
 from tgazsr.data import ImageTransform
-from tgazsr.evaluate import EvalArguments, _check_budget, load_model, run_attack
+from tgazsr.evaluation import EvalArguments, load_model
 from tgazsr.losses import margin_loss
+
+
+def _check_budget(x, x_adv, eps_units, norm, name):
+    check_budget(x, x_adv, eps_units / 255 if norm == "linf" else eps_units, norm, name)
+
+
+def attack(name, model, text, x, y, eps, indices, salt, seed=0, **settings):
+    """A registered attack at ``eps`` (units of 1/255) with per-sample random starts, as the harness runs it."""
+    context = AttackContext(text, "linf", sample_generators(seed, indices, salt), seed, text.shape[0])
+    return run_attack(name, model, x, y, eps / 255, make_settings(name, settings), context)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,18 +68,16 @@ def _hand_pgd(model, text, x, y, eps, alpha, steps, starts):
 
 def test_pgd_matches_a_hand_run_on_the_tiny_model(tiny):
     model, text, x, y = tiny
-    args = EvalArguments(pgd_steps=4, pgd_step_size=1.0)
     indices = list(range(len(x)))
-    out = run_attack("pgd", model, text, x, y, 4.0, args, indices, "salt", len(CLEAN_NAMES))
+    out = attack("pgd", model, text, x, y, 4.0, indices, "salt", steps=4, step_size=1.0)
     # The random start of sample i is uniform in [-eps, eps], drawn from its own generator.
     starts = torch.stack([(torch.rand(x.shape[1:], generator=g) * 2 - 1) * (4 / 255)
-                          for g in sample_generators(args.seed, indices, "salt")])
+                          for g in sample_generators(0, indices, "salt")])
     expected = _hand_pgd(model, text, x, y, 4 / 255, 1 / 255, 4, starts)
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
     _check_budget(x, out, 4.0, "linf", "pgd")
     # Without a random start, the first step is exactly eps * sign(gradient) (clipped to the box).
-    args0 = EvalArguments(pgd_steps=1, pgd_step_size=2.0, pgd_random_start=False)
-    one = run_attack("pgd", model, text, x, y, 2.0, args0, indices, "salt", 4)
+    one = attack("pgd", model, text, x, y, 2.0, indices, "salt", steps=1, step_size=2.0, random_start=False)
     xr = x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(F.cross_entropy(model.classify(xr, text), y, reduction="sum"), xr)
     torch.testing.assert_close(one, (x + 2 / 255 * g.sign()).clamp(0, 1), atol=1e-6, rtol=0)
@@ -75,17 +85,17 @@ def test_pgd_matches_a_hand_run_on_the_tiny_model(tiny):
 
 def test_random_starts_do_not_depend_on_the_batch(tiny):
     model, text, x, y = tiny
-    args = EvalArguments(pgd_steps=2)
-    together = run_attack("pgd", model, text, x, y, 4.0, args, list(range(8)), "s", 4)
-    alone = torch.cat([run_attack("pgd", model, text, x[i:i + 1], y[i:i + 1], 4.0, args, [i], "s", 4) for i in (5, 6)])
+    together = attack("pgd", model, text, x, y, 4.0, list(range(8)), "s", steps=2)
+    alone = torch.cat([attack("pgd", model, text, x[i:i + 1], y[i:i + 1], 4.0, [i], "s", steps=2) for i in (5, 6)])
     torch.testing.assert_close(alone, together[5:7], atol=1e-5, rtol=0)
-    other_seed = run_attack("pgd", model, text, x, y, 4.0, EvalArguments(pgd_steps=2, seed=1), list(range(8)), "s", 4)
+    other_seed = attack("pgd", model, text, x, y, 4.0, list(range(8)), "s", seed=1, steps=2)
     assert not torch.equal(other_seed, together)
 
 
 def test_cw_raises_the_capped_margin_within_budget(tiny):
     model, text, x, y = tiny
-    x_adv = cw(lambda xa: model.classify(xa, text), x, y, 8 / 255, 2 / 255, 5, kappa=50.0, random_start=False)
+    x_adv = attack("cw", model, text, x, y, 8.0, list(range(len(x))), "cw", steps=5, step_size=2.0, kappa=50.0,
+                   random_start=False)
     _check_budget(x, x_adv, 8.0, "linf", "cw")
     with torch.no_grad():
         before = margin_loss(model.classify(x, text), y)
@@ -126,8 +136,8 @@ def test_autoattack_is_at_least_as_strong_as_one_pgd_step(tiny):
     model, text, x, y = tiny
     indices = list(range(len(x)))
     eps = 8.0
-    one_step = run_attack("pgd", model, text, x, y, eps, EvalArguments(pgd_steps=1, pgd_step_size=eps), indices, "a", 4)
-    aa = run_attack("autoattack", model, text, x, y, eps, EvalArguments(autoattack_n_iter=5), indices, "a", 4)
+    one_step = attack("pgd", model, text, x, y, eps, indices, "a", steps=1, step_size=eps)
+    aa = attack("autoattack", model, text, x, y, eps, indices, "a", n_iter=5)
     _check_budget(x, aa, eps, "linf", "autoattack")
     with torch.no_grad():
         acc_pgd = (model.classify(one_step, text).argmax(-1) == y).float().mean()

@@ -84,9 +84,35 @@ def test_wordnet_ids_map_to_first_synonym(tmp_path):
 def test_bad_columns_and_labels_are_named(saved_dataset):
     with pytest.raises(DataError, match=r"no image column 'picture'.*\['image', 'label'\]"):
         prepare_classification_data(saved_dataset, "train", 32, image_column="picture")
-    data = prepare_classification_data(saved_dataset, "train", 32, class_names=["a", "b"])
-    with pytest.raises(DataError, match="outside the 2 class names"):
-        [data.dataset[i] for i in range(4)]
+    with pytest.raises(DataError, match="2 class names were given.*4 classes"):
+        prepare_classification_data(saved_dataset, "train", 32, class_names=["a", "b"])
+
+
+def test_class_names_file_given_as_a_one_item_list(saved_dataset, tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("# my names\nw\nx\ny\nz\n")
+    data = prepare_classification_data(saved_dataset, "train", 32, class_names=[str(names)])  # --class_names FILE
+    assert data.class_names == ["w", "x", "y", "z"]
+
+
+def test_a_missing_split_is_never_replaced_by_another(tmp_path):
+    import datasets
+
+    folder = write_image_folder(str(tmp_path / "flat"), n=8)  # no split sub-folders: one split, 'train'
+    with pytest.raises(DataError, match=r"no split 'valid'.*\['train'\]"):
+        prepare_classification_data(folder, "valid", 32)
+    assert prepare_classification_data(folder, None, 32).split == "train"  # unnamed request: its only split
+    plain = str(tmp_path / "plain")
+    make_hf_dataset(8).save_to_disk(plain)  # a Dataset saved without a split name
+    with pytest.raises(DataError, match="without split names, not split 'valid'"):
+        prepare_classification_data(plain, "valid", 32, accept_unnamed=False)
+    named = str(tmp_path / "named")
+    ds = make_hf_dataset(8)
+    ds._split = datasets.NamedSplit("test")
+    ds.save_to_disk(named)
+    assert prepare_classification_data(named, "test", 32).split == "test"
+    with pytest.raises(DataError, match="single split 'test', not split 'train'"):
+        prepare_classification_data(named, "train", 32)
 
 
 def test_missing_local_path_is_a_clear_error(tmp_path):

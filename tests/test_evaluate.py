@@ -18,8 +18,9 @@ import torch
 
 from conftest import CLASS_NAMES
 from evaluate_world import one_thread, CLEAN_NAMES, TEMPLATE, get_world, labelled_dataset, model_predictions
-from tgazsr import evaluate as ev
-from tgazsr.evaluate import EvalArguments, run_evaluation
+from tgazsr import evaluation as ev
+from tgazsr.evaluate import main as evaluate_main
+from tgazsr.evaluation import EvalArguments, harness, run_evaluation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,9 +35,10 @@ def world(tmp_path_factory):
     return get_world(tmp_path_factory)
 
 
-def _args(world, out, **kw) -> EvalArguments:
+def _args(world, out, pgd=None, **kw) -> EvalArguments:
+    options = {"pgd": {"steps": 3, **(pgd or {})}, "cw": {"steps": 3}, "autoattack": {"n_iter": 3}}
     base = dict(model_name_or_path=world["clip_a"], datasets=[world["saved"]], attacks=["pgd"], eps=[8.0],
-                pgd_steps=3, cw_steps=3, autoattack_n_iter=3, batch_size=8, output_dir=str(out), plot=False)
+                attack_options=options, batch_size=8, output_dir=str(out), plot=False)
     base.update(kw)
     return EvalArguments(**base)
 
@@ -91,7 +93,7 @@ def test_robust_never_exceeds_clean_and_never_rises_with_eps(main_run):
 
 def test_image_folder_and_very_large_eps(world, tmp_path):
     args = _args(world, tmp_path, datasets=[world["folder"]], attacks=["pgd", "autoattack"], eps=[255.0],
-                 pgd_steps=8, pgd_step_size=64.0, autoattack_n_iter=4, max_samples=8)
+                 attack_options={"pgd": {"steps": 8, "step_size": 64.0}, "autoattack": {"n_iter": 4}}, max_samples=8)
     r = run_evaluation(args)["datasets"]["folder"]
     assert r["num_samples"] == 8 and r["clean_accuracy"] == 1.0
     assert r["robust"]["pgd@255/255"] <= 0.125 and r["robust"]["autoattack@255/255"] <= 0.125
@@ -152,7 +154,7 @@ def test_resume_after_a_kill_keeps_the_first_dataset(world, tmp_path, monkeypatc
             raise KeyboardInterrupt("killed")
         return original(model, data, *a, **k)
 
-    monkeypatch.setattr(ev, "evaluate_dataset", dies_on_second)
+    monkeypatch.setattr(harness, "evaluate_dataset", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
         run_evaluation(args)
     partial = json.loads((tmp_path / "results.json").read_text())
@@ -160,7 +162,7 @@ def test_resume_after_a_kill_keeps_the_first_dataset(world, tmp_path, monkeypatc
     first = partial["datasets"]["saved"]
 
     seen.clear()
-    monkeypatch.setattr(ev, "evaluate_dataset", lambda model, data, *a, **k: seen.append(data.name) or original(model, data, *a, **k))
+    monkeypatch.setattr(harness, "evaluate_dataset", lambda model, data, *a, **k: seen.append(data.name) or original(model, data, *a, **k))
     resumed = run_evaluation(args)
     assert seen == ["parquet"]  # only the unfinished dataset ran
     assert resumed["datasets"]["saved"] == first  # kept as it was, seconds included
@@ -211,7 +213,7 @@ def test_normalization_comes_from_the_checkpoint_image_processor(world, tmp_path
 
 
 def test_unreachable_benchmark_is_one_clear_error_and_the_rest_runs(world, tmp_path):
-    code = ev.main(["--model_name_or_path", world["clip_a"], "--datasets", "cifar10", world["saved"],
+    code = evaluate_main(["--model_name_or_path", world["clip_a"], "--datasets", "cifar10", world["saved"],
                     "--eps", "8", "--pgd_steps", "2", "--max_samples", "4", "--output_dir", str(tmp_path),
                     "--no_plot"])
     assert code == 1
@@ -255,16 +257,16 @@ def test_registry_dataset_from_a_local_copy(world, local_cifar10, tmp_path):
 
 def test_recipes_parse_to_the_published_protocols(world, tmp_path):
     from tgazsr.data.registry import TGA16
-    from tgazsr.recipes import parse_recipe
-
-    (tga,) = parse_recipe((EvalArguments,), [os.path.join(REPO, "recipes/eval_tga16.yaml"), "--model_name_or_path", "m"])
-    assert tga.datasets == TGA16 and tga.attacks == ["pgd"] and tga.eps == [1.0]
-    assert (tga.pgd_steps, tga.pgd_step_size, tga.pgd_random_start, tga.protocol) == (100, 1.0, True, "tga")
-    (fare,) = parse_recipe((EvalArguments,), [os.path.join(REPO, "recipes/eval_fare.yaml")])
+    tga = ev.parse_eval_args([os.path.join(REPO, "recipes/eval_tga16.yaml"), "--model_name_or_path", "m"])
+    assert ev.prepare_dataset.__module__ and tga.attacks == ["pgd"] and tga.eps == [1.0]
+    assert list(tga.datasets) in (TGA16, ["tga16"])
+    pgd = tga.attack_settings("pgd")
+    assert (pgd.steps, pgd.step_size, pgd.random_start, tga.protocol) == (100, 1.0, True, "tga")
+    fare = ev.parse_eval_args([os.path.join(REPO, "recipes/eval_fare.yaml")])
     assert fare.attacks == ["autoattack"] and fare.eps == [2.0, 4.0] and fare.max_samples == 1000
-    assert (fare.autoattack_version, fare.protocol) == ("fare", "fare")
+    assert (fare.attack_settings("autoattack").version, fare.protocol) == ("fare", "fare")
     # The FARE recipe runs on a local dataset with the budgets of the tiny world.
-    code = ev.main([os.path.join(REPO, "recipes/eval_fare.yaml"), "--model_name_or_path", world["clip_a"],
+    code = evaluate_main([os.path.join(REPO, "recipes/eval_fare.yaml"), "--model_name_or_path", world["clip_a"],
                     "--datasets", world["saved"], "--eps", "8", "--autoattack_n_iter", "3", "--max_samples", "6",
                     "--output_dir", str(tmp_path), "--no_plot", "--num_workers", "0"])
     assert code == 0
@@ -282,7 +284,7 @@ def test_evaluate_after_training_feeds_the_model_card(world, tmp_path):
     res = ev.evaluate_after_training(str(out), [world["saved"]], cfg)
     saved = res["benchmark"]["datasets"]["saved"]
     assert saved["num_samples"] == 4 and set(saved["robust"]) == {"pgd@8/255"}
-    assert res["benchmark"]["settings"]["pgd"]["steps"] == 100
+    assert res["benchmark"]["settings"]["attack_settings"]["pgd"]["steps"] == 100
     names = {e.metric_name for e in _eval_results(res["benchmark"])}
     assert names == {"clean accuracy", "robust accuracy (pgd@8/255)"}
     assert (out / "eval" / "results.json").is_file()
@@ -325,7 +327,7 @@ def test_compare_with_base_prints_both_models(world, tiny_clip, saved_dataset, t
 
 
 def test_plot_places_several_results_side_by_side(main_run, world, tmp_path):
-    from tgazsr import plot
+    from tgazsr.evaluation import plot
 
     _, out = main_run
     other = json.loads((out / "results.json").read_text())
@@ -340,7 +342,7 @@ def test_plot_places_several_results_side_by_side(main_run, world, tmp_path):
 
 
 def test_visualize_writes_the_attention_figure(world, tmp_path):
-    from tgazsr import visualize
+    from tgazsr.evaluation import visualize
 
     image = tmp_path / "img.png"
     world["images"][0].save(image)
@@ -350,12 +352,14 @@ def test_visualize_writes_the_attention_figure(world, tmp_path):
     assert code == 0 and png.stat().st_size > 1000
     model, tok, _ = ev.load_model(EvalArguments(model_name_or_path=world["clip_a"]), torch.device("cpu"))
     x = torch.rand(1, 3, 32, 32)
-    pair = visualize.attention_pair(model, tok, x, "red square", None, TEMPLATE, 8, 3, 2)
+    pair = visualize.attention_pair(model, tok, x, "red square", CLEAN_NAMES, TEMPLATE, 8, 3, 2)
     for tag in ("clean", "adv"):
         m = pair[f"{tag}_map"]
         assert m.shape == (32, 32) and 0 <= m.min() and m.max() <= 1 + 1e-6
     assert (pair["x_adv"] - x).abs().max() <= 8 / 255 + 1e-6
-    assert pair["adv_similarity"] < pair["clean_similarity"]
+    assert pair["clean_pred"] in CLEAN_NAMES and pair["adv_pred"] in CLEAN_NAMES
+    with pytest.raises(ValueError, match="at least two classes"):
+        visualize.attention_pair(model, tok, x, "red square", None, TEMPLATE, 8, 3, 2)
 
 
 def test_two_processes_give_the_numbers_of_one(world, tmp_path):

@@ -14,11 +14,8 @@ from transformers import TrainingArguments
 
 from .attention import ATTENTION_NORMS
 from .losses import DISTANCE_METRICS
-
-METHOD_NAMES = ("tga_zsr", "comp_tga", "vision_attention", "tecoa", "pmg_aft", "fare", "ft_clean", "ft_adv")
-
-# Loss weights (alpha, beta) by method when the recipe leaves them unset.
-DEFAULT_WEIGHTS = {"tga_zsr": (0.08, 0.05), "comp_tga": (0.10, 0.07), "vision_attention": (0.08, 0.05)}
+from .methods import METHODS, get_method
+from .objectives import OBJECTIVES
 
 
 @dataclass
@@ -126,7 +123,7 @@ class RobustTrainingConfig(TrainingArguments):
 
     method: str = field(
         default="tga_zsr",
-        metadata={"help": f"Training method: one of {', '.join(METHOD_NAMES)}."},
+        metadata={"help": f"Training method: one of {', '.join(METHODS)} (tgazsr.methods)."},
     )
     train_eps: float = field(
         default=1.0, metadata={"help": "Training attack budget (L-inf), in units of 1/255."}
@@ -139,9 +136,10 @@ class RobustTrainingConfig(TrainingArguments):
     attack_loss: str | None = field(
         default=None,
         metadata={
-            "help": "Objective the training attack maximizes: 'ce' (zero-shot cross-entropy), 'contrastive' "
-            "(in-batch CLIP loss) or 'fare' (embedding distance to the frozen model). Empty: the method's own "
-            "(fare for FARE, contrastive for FT-Adv, ce otherwise)."
+            "help": f"Objective the training attack maximizes, one of {', '.join(OBJECTIVES)} (tgazsr.objectives): "
+            "'ce' zero-shot cross-entropy, 'margin' CW margin, 'contrastive' in-batch CLIP loss, 'fare' embedding "
+            "distance to the frozen model. Empty: the method's own (fare for FARE, contrastive for FT-Adv, ce "
+            "otherwise)."
         },
     )
     alpha: float | None = field(
@@ -163,17 +161,20 @@ class RobustTrainingConfig(TrainingArguments):
         },
     )
     kl_weight_general: float = field(
-        default=1.0, metadata={"help": "PMG-AFT: weight of KL(p_theta(x_adv) || p_theta0(x_adv))."}
+        default=1.0, metadata={"help": "PMG-AFT: weight of KL(p_theta0(x_adv) || p_theta(x_adv))."}
     )
     kl_weight_clean: float = field(
-        default=1.0, metadata={"help": "PMG-AFT: weight of KL(p_theta(x_adv) || p_theta(x))."}
+        default=1.0, metadata={"help": "PMG-AFT: weight of KL(p_theta(x) || p_theta(x_adv))."}
     )
     kl_reduction: str = field(
         default="sum", metadata={"help": "PMG-AFT: 'sum' the KL terms over the batch (released code) or 'mean'."}
     )
     kl_detach_target: bool = field(
         default=False,
-        metadata={"help": "PMG-AFT: detach the adversarial softmax inside the KL terms (released code: no)."},
+        metadata={
+            "help": "PMG-AFT: detach the clean target p_theta(x) of the second KL term (released code: no, "
+            "gradients flow through both sides)."
+        },
     )
     pmg_logit_scale: bool = field(
         default=False,
@@ -212,25 +213,18 @@ class RobustTrainingConfig(TrainingArguments):
     )
 
     def __post_init__(self):
-        if self.method not in METHOD_NAMES:
-            import difflib
-
-            close = difflib.get_close_matches(self.method, METHOD_NAMES, n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"Unknown method {self.method!r}.{hint} Valid methods: {', '.join(METHOD_NAMES)}.")
-        default_alpha, default_beta = DEFAULT_WEIGHTS.get(self.method, (0.0, 0.0))
-        if self.alpha is None:
-            self.alpha = default_alpha
-        if self.beta is None:
-            self.beta = default_beta
+        method = get_method(self.method)  # an unknown name is an error naming the closest
+        for name, value in method.defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         if self.distance_metric not in DISTANCE_METRICS:
             raise ValueError(f"distance_metric must be one of {DISTANCE_METRICS}, got {self.distance_metric!r}.")
         if self.attention_norm not in ATTENTION_NORMS:
             raise ValueError(f"attention_norm must be one of {ATTENTION_NORMS}, got {self.attention_norm!r}.")
         if self.kl_reduction not in ("sum", "mean"):
             raise ValueError(f"kl_reduction must be 'sum' or 'mean', got {self.kl_reduction!r}.")
-        if self.attack_loss not in (None, "ce", "contrastive", "fare"):
-            raise ValueError(f"attack_loss must be 'ce', 'contrastive' or 'fare', got {self.attack_loss!r}.")
+        if self.attack_loss is not None and self.attack_loss not in OBJECTIVES:
+            raise ValueError(f"attack_loss must be one of {', '.join(OBJECTIVES)}, got {self.attack_loss!r}.")
         if self.train_eps < 0 or self.train_numsteps < 0 or self.train_stepsize < 0:
             raise ValueError("train_eps, train_numsteps and train_stepsize must be >= 0.")
         # Image columns must reach the collator.

@@ -12,22 +12,22 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
-METHOD_TITLES = {
-    "tga_zsr": "TGA-ZSR (Text-Guided Attention for Zero-Shot Robustness, NeurIPS 2024)",
-    "comp_tga": "Comp-TGA (complementary text-guided attention)",
-    "vision_attention": "Vision-based attention (TGA-ZSR ablation)",
-    "tecoa": "TeCoA (ICLR 2023)",
-    "pmg_aft": "PMG-AFT (CVPR 2024)",
-    "fare": "FARE (ICML 2024)",
-    "ft_clean": "FT-Clean (contrastive fine-tuning on clean images)",
-    "ft_adv": "FT-Adv (contrastive fine-tuning on adversarial images)",
-}
-
-HYPERPARAMETERS = (
-    "train_eps", "train_numsteps", "train_stepsize", "alpha", "beta", "distance_metric", "attention_norm",
-    "learning_rate", "optim", "optim_args", "weight_decay", "lr_scheduler_type", "warmup_steps",
-    "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps", "seed",
+#: Training hyperparameters every card shows; each method adds the config fields it reads.
+COMMON_HYPERPARAMETERS = (
+    "train_eps", "train_numsteps", "train_stepsize", "learning_rate", "optim", "optim_args", "weight_decay",
+    "lr_scheduler_type", "warmup_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "num_train_epochs", "max_steps", "seed",
 )
+
+
+def hyperparameters(method_name: str, cfg) -> dict:
+    """The card's hyperparameter table: the common fields and the method's own (tgazsr.methods)."""
+    from .methods import get_method
+
+    names = COMMON_HYPERPARAMETERS + tuple(f for f in get_method(method_name).fields if f not in COMMON_HYPERPARAMETERS)
+    return {k: getattr(getattr(cfg, k), "value", getattr(cfg, k)) for k in names if hasattr(cfg, k)}
+
+
 IGNORED_UPLOADS = ("checkpoint-*", "checkpoint-*/**", "runs/**", "*.pt", "*.pth", "*.bin", "training_args.bin")
 
 
@@ -53,6 +53,9 @@ def build_model_card(
     results: dict | None = None,
     model_name: str = "robust-clip",
 ) -> ModelCard:
+    from .methods import get_method
+
+    method_def = get_method(method)
     evals = _eval_results(results)
     data = ModelCardData(
         library_name="transformers",
@@ -63,6 +66,8 @@ def build_model_card(
         model_name=model_name if evals else None,
         eval_results=evals or None,
     )
+    paper_ref = f" ([{method_def.paper.venue}]({method_def.paper.url}))" if method_def.paper else ""
+    citation = f"\n## Citation\n\n```bibtex\n{method_def.citation()}\n```\n" if method_def.paper else ""
     rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in hyperparameters.items())
     table = ""
     if results and results.get("datasets"):
@@ -81,8 +86,9 @@ def build_model_card(
 
 # {model_name}
 
-A CLIP vision tower made robust to adversarial images with **{METHOD_TITLES.get(method, method)}**,
+A CLIP vision tower made robust to adversarial images with **{method_def.title}**{paper_ref},
 trained with [tgazsr](https://github.com/). Base model: `{base_model}`; training data: `{dataset}`.
+{method_def.description}
 Only the vision tower was trained; the text tower and logit scale are the base model's.
 
 It is a plain `CLIPModel` checkpoint:
@@ -99,7 +105,7 @@ Images are attacked in pixel space [0, 1]; CLIP's normalization is applied after
 | field | value |
 |---|---|
 {rows}
-{table}"""
+{table}{citation}"""
     return ModelCard(body)
 
 

@@ -19,13 +19,12 @@ from transformers import AutoProcessor, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .config import DataArguments, ModelArguments, RobustTrainingConfig
-from .data import collate, prepare_classification_data
-from .data.loading import DataError
+from .data import collate, load_image_dataset, prepare_classification_data
 from .methods import get_method
 from .modeling import PIXEL_NORMALIZATIONS, ZeroShotCLIP, load_clip
 from .recipes import parse_recipe
+from .evaluation import comparison_markdown, end_of_training_check, evaluate_after_training
 from .trainer import RobustCLIPTrainer
-from .zeroshot import PGDSettings, zero_shot_accuracy
 
 logger = logging.getLogger("tgazsr.train")
 
@@ -49,7 +48,7 @@ def apply_lora(model: ZeroShotCLIP, model_args: ModelArguments) -> None:
 def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: RobustTrainingConfig):
     method = get_method(cfg.method)
     set_seed(cfg.seed)
-    attn = model_args.attn_implementation or ("eager" if method.attention == "vision" else "sdpa")
+    attn = model_args.attn_implementation or ("eager" if method.needs_attentions else "sdpa")
     clip = load_clip(model_args.model_name_or_path, attn_implementation=attn)
     processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
     tokenizer = getattr(processor, "tokenizer", processor)
@@ -70,6 +69,10 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: Rob
         data_args.dataset_config_name,
         data_args.max_train_samples,
     )
+    if data_args.eval_split and cfg.eval_max_samples > 0 and data_args.eval_split != data_args.train_split:
+        # The end-of-training check scores eval_split: it must exist, and never be the training images.
+        load_image_dataset(data_args.dataset_name, data_args.eval_split, data_args.dataset_config_name,
+                           accept_unnamed=False)
     logger.info("Training on %d images of %d classes from %s", len(train), len(train.class_names), data_args.dataset_name)
 
     model = ZeroShotCLIP(clip, model_args.pixel_normalization).to(cfg.device)
@@ -77,7 +80,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: Rob
     reference = model.frozen_copy()
     text = model.class_embeddings(train.class_names, [data_args.prompt_template], tokenizer)
     negated = None
-    if method.attention == "complementary":
+    if method.needs_negated_prompt:
         negated = model.class_embeddings(train.class_names, [data_args.negated_prompt_template], tokenizer)
     if model_args.use_peft:
         apply_lora(model, model_args)
@@ -105,14 +108,15 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: Rob
 
 def use_synthetic_world(model_args: ModelArguments, data_args: DataArguments, cfg: RobustTrainingConfig) -> None:
     """Point the run at the offline world (built on first use): its model, training set and held-out sets."""
-    from .synthetic import build_world
+    from .world import build_world
 
     world = build_world(data_args.synthetic_root, seed=data_args.synthetic_seed, small=data_args.synthetic_small)
     model_args.model_name_or_path = world.model
     data_args.dataset_name = world.train
     data_args.eval_split = None  # the held-out sets are the check
+    data_args.resize_mode = "square"  # the world's native size: no 256/224 crop of its 56 px images
     if not cfg.eval_datasets:
-        cfg.eval_datasets = [world.eval[name] for name in world.held_out]
+        cfg.eval_datasets = world.eval_entries()
     if cfg.train_eps != world.eps:
         logger.warning("train_eps is %s/255 but the world's eps is %s/255.", cfg.train_eps, world.eps)
     logger.info("Synthetic world at %s (eps %s/255).", world.root, world.eps)
@@ -148,29 +152,6 @@ def train_with_rescue(trainer: RobustCLIPTrainer, resume_from_checkpoint: str | 
         raise
 
 
-def quick_check(trainer: RobustCLIPTrainer, data_args: DataArguments, cfg: RobustTrainingConfig, tokenizer):
-    """Clean and PGD accuracy on the first samples of eval_split (skipped when absent)."""
-    if not data_args.eval_split or cfg.eval_max_samples <= 0:
-        return None
-    model: ZeroShotCLIP = trainer.accelerator.unwrap_model(trainer.model)
-    try:
-        data = prepare_classification_data(
-            data_args.dataset_name, data_args.eval_split, trainer.image_size, data_args.image_column,
-            data_args.label_column, data_args.class_names, data_args.resize_mode, data_args.dataset_config_name,
-            cfg.eval_max_samples,
-        )
-    except DataError as err:
-        logger.warning("Skipping the end-of-training check: %s", err)
-        return None
-    text = model.class_embeddings(data.class_names, [data_args.prompt_template], tokenizer)
-    attack = PGDSettings(eps=cfg.train_eps, steps=cfg.eval_attack_steps, step_size=cfg.eval_attack_stepsize)
-    result = zero_shot_accuracy(model, data.dataset, text, cfg.per_device_eval_batch_size, attack, cfg.device,
-                                seed=cfg.seed, desc=f"check on {data_args.eval_split}")
-    result.update(split=data_args.eval_split, eps=cfg.train_eps, steps=cfg.eval_attack_steps)
-    logger.info("End-of-training check: %s", result)
-    return result
-
-
 def main(argv=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), argv)
@@ -183,12 +164,10 @@ def main(argv=None):
     train_with_rescue(trainer, resolve_resume(cfg))
     trainer.save_model(cfg.output_dir)
     results = {}
-    check = quick_check(trainer, data_args, cfg, tokenizer)
+    check = end_of_training_check(cfg.output_dir, data_args, cfg)
     if check is not None:
         results["check"] = check
     if cfg.eval_datasets:
-        from .evaluate import comparison_markdown, evaluate_after_training  # the benchmark harness
-
         results.update(evaluate_after_training(cfg.output_dir, cfg.eval_datasets, cfg))
         if cfg.compare_with_base:
             base = evaluate_after_training(
@@ -202,12 +181,12 @@ def main(argv=None):
                     f.write(table)
                 print("\n" + table, flush=True)
     if trainer.is_world_process_zero():
-        from .hub import HYPERPARAMETERS, push_checkpoint, write_model_card
+        from .hub import hyperparameters, push_checkpoint, write_model_card
 
         if results:
             with open(os.path.join(cfg.output_dir, "train_results.json"), "w") as f:
                 json.dump(results, f, indent=2)
-        hyper = {k: getattr(cfg, k) for k in HYPERPARAMETERS}
+        hyper = hyperparameters(cfg.method, cfg)
         write_model_card(
             cfg.output_dir,
             method=cfg.method,

@@ -15,14 +15,13 @@ import os
 from collections import defaultdict
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 from transformers import Trainer
 
-from . import losses
 from .attacks import pgd
-from .methods import Method, StepView, uses_logit_scale
+from .methods import Method, StepView
 from .modeling import FrozenImageEncoder, ImageEncoding, ZeroShotCLIP
+from .objectives import AttackTarget, objective_loss
 
 ADAPTER_DIR = "lora_adapter"
 
@@ -66,26 +65,13 @@ class RobustCLIPTrainer(Trainer):
     # --- the training step ---------------------------------------------------------------
     def _attack(self, model: ZeroShotCLIP, x, labels, ref_clean):
         cfg = self.args
-        objective = cfg.attack_loss or self.method.attack_loss
-        text = self.text_embeds
-        if objective == "ce":
-            scale = uses_logit_scale(self.method, cfg)
-
-            def loss_fn(xa):
-                logits = model.logits(model(xa).embeds, text, scale=scale)
-                return F.cross_entropy(logits.float(), labels, reduction="none")
-
-        elif objective == "contrastive":
-
-            def loss_fn(xa):
-                return losses.contrastive(model(xa).embeds, text[labels], model.logit_scale)
-
-        else:  # fare: move the embedding away from the frozen model's clean embedding
-            target = ref_clean.embeds if ref_clean is not None else self.ref_model(x).embeds
-
-            def loss_fn(xa):
-                return losses.embedding_l2(model(xa).embeds, target, reduce=False)
-
+        objective = cfg.attack_loss or self.method.attack_objective
+        reference = None
+        if objective == "fare":  # move the embedding away from the frozen model's clean embedding
+            reference = ref_clean.embeds if ref_clean is not None else self.ref_model(x).embeds
+        target = AttackTarget(labels, self.text_embeds, scale=self.method.uses_logit_scale(cfg),
+                              reference_embeds=reference)
+        loss_fn = objective_loss(objective, model, target)
         was_training = model.training
         model.eval()
         try:
@@ -104,8 +90,7 @@ class RobustCLIPTrainer(Trainer):
         method = self.method
         x, labels = inputs["pixel_values"], inputs["labels"]
         unwrapped: ZeroShotCLIP = self.accelerator.unwrap_model(model)
-        tokens = method.attention in ("text", "complementary")
-        attentions = method.attention == "vision"
+        tokens, attentions = method.needs_tokens, method.needs_attentions
 
         ref_clean = None
         if method.reference == "clean":
@@ -130,6 +115,7 @@ class RobustCLIPTrainer(Trainer):
             clean=clean,
             ref_adv=ref_adv,
             ref_clean=ref_clean,
+            scale=method.uses_logit_scale(self.args),
         )
         out = method.loss(view, self.args)
 
@@ -145,7 +131,7 @@ class RobustCLIPTrainer(Trainer):
         if out.sum_part is not None:
             loss = loss + out.sum_part * self.accelerator.num_processes
 
-        self._record(out, labels, "adv_acc" if method.adversarial else "clean_acc")
+        self._record(out, labels, method.accuracy_name)
         return (loss, enc) if return_outputs else loss
 
     # --- metrics ---------------------------------------------------------------------------

@@ -36,25 +36,63 @@ def _is_saved_dataset(path: Path) -> bool:
     return path.is_dir() and any((path / f).exists() for f in ("dataset_dict.json", "state.json"))
 
 
-def _pick_split(dd: datasets.DatasetDict, split: str, source: str) -> datasets.Dataset:
-    if split in dd:
-        return dd[split]
-    if len(dd) == 1:
-        (only,) = dd.keys()
-        logger.info("%s has a single split %r; using it for split %r.", source, only, split)
-        return dd[only]
-    raise DataError(f"{source} has no split {split!r}; its splits are {sorted(dd)}. Set the split field to one of them.")
+def select_split(
+    loaded: datasets.Dataset | datasets.DatasetDict, split: str | None, source: str, accept_unnamed: bool = True
+) -> tuple[datasets.Dataset, str | None]:
+    """The split ``split`` of ``loaded`` and its name; never another split in its place.
+
+    ``split=None`` means 'test', or the only split of a dataset that has one. A dataset saved
+    without splits (a plain ``Dataset``, a single parquet file or tar shard) is one unnamed
+    split: with ``accept_unnamed`` it stands for whichever split the caller pointed it at;
+    without, asking it for a named split is an error (the end-of-training check must never
+    score the training images under another split's name).
+    """
+    if isinstance(loaded, datasets.DatasetDict):
+        if split is None:
+            if "test" in loaded:
+                return loaded["test"], "test"
+            if len(loaded) == 1:
+                (only,) = loaded.keys()
+                return loaded[only], only
+            raise DataError(f"{source} has several splits {sorted(loaded)} and none is named 'test': name one.")
+        if split in loaded:
+            return loaded[split], split
+        raise DataError(
+            f"{source} has no split {split!r}; its splits are {sorted(loaded)}. Name one of them "
+            "(a folder without split sub-folders is read as the single split 'train')."
+        )
+    recorded = str(loaded.split) if getattr(loaded, "split", None) is not None else None
+    if split is None or recorded == split:
+        return loaded, recorded or split
+    if recorded is None and accept_unnamed:
+        return loaded, split
+    what = f"the single split {recorded!r}" if recorded else "one dataset without split names"
+    raise DataError(
+        f"{source} holds {what}, not split {split!r}. Point the split setting at what it holds, or save the "
+        f"split you mean with its name (datasets.DatasetDict({{{split!r}: ds}}).save_to_disk(...))."
+    )
 
 
-def load_image_dataset(name_or_path: str, split: str = "train", config_name: str | None = None) -> datasets.Dataset:
-    """Load one split of an image dataset from the Hub or from a local path."""
+def load_image_dataset(
+    name_or_path: str,
+    split: str | None = "train",
+    config_name: str | None = None,
+    accept_unnamed: bool = True,
+    return_split: bool = False,
+):
+    """Load one split of an image dataset from the Hub or from a local path (see ``select_split``).
+
+    Returns the ``Dataset``, or ``(Dataset, split name)`` with ``return_split``.
+    """
+    ds, name = _load_split(name_or_path, split, config_name, accept_unnamed)
+    return (ds, name) if return_split else ds
+
+
+def _load_split(name_or_path: str, split: str | None, config_name: str | None, accept_unnamed: bool):
     path = Path(os.path.expanduser(name_or_path))
     if path.exists():
         if _is_saved_dataset(path):
-            loaded = datasets.load_from_disk(str(path))
-            if isinstance(loaded, datasets.DatasetDict):
-                return _pick_split(loaded, split, str(path))
-            return loaded
+            return select_split(datasets.load_from_disk(str(path)), split, str(path), accept_unnamed)
         if path.is_file():
             suffix = path.suffix.lower()
             builder = {".parquet": "parquet", ".tar": "webdataset"}.get(suffix)
@@ -63,19 +101,22 @@ def load_image_dataset(name_or_path: str, split: str = "train", config_name: str
                     f"Don't know how to read {path}: expected a .parquet file, a .tar webdataset shard, "
                     "a save_to_disk folder or an image folder."
                 )
-            return load_dataset_checked(builder, split="train", data_files=str(path))
+            ds = load_dataset_checked(builder, split="train", data_files=str(path))
+            if split not in (None, "train") and not accept_unnamed:
+                raise DataError(f"{path} is a single file, read as split 'train', not split {split!r}.")
+            return ds, split or "train"
         # A folder: let datasets infer the format (imagefolder / parquet / webdataset) and splits.
-        return _pick_split(load_dataset_checked(str(path)), split, str(path))
+        return select_split(load_dataset_checked(str(path)), split, str(path), accept_unnamed)
     if os.path.isabs(name_or_path) or name_or_path.startswith((".", "~")):
         raise DataError(
             f"Local dataset path {str(path)!r} does not exist. Point dataset_name at an existing folder "
             "(save_to_disk dataset, image folder, parquet or webdataset files), or at a Hub dataset id."
         )
     try:
-        return load_dataset_checked(name_or_path, config_name, split=split)
-    except Exception as err:  # network, gated repo, missing repo: one clear message
+        return load_dataset_checked(name_or_path, config_name, split=split or "test"), split or "test"
+    except Exception as err:  # network, gated repo, missing repo or split: one clear message
         raise DataError(
-            f"Could not load dataset {name_or_path!r} (split {split!r}): {type(err).__name__}: {err}\n"
+            f"Could not load dataset {name_or_path!r} (split {split or 'test'!r}): {type(err).__name__}: {err}\n"
             "Without access to the Hub, download it elsewhere and point dataset_name at a local copy: "
             "a folder saved with Dataset.save_to_disk, an image folder with one sub-folder per class, "
             "or parquet/webdataset files."
@@ -109,6 +150,8 @@ def read_class_names(class_names: str | Sequence[str] | None) -> list[str] | Non
     """A list, a comma-separated string, or a text file with one name per line ('#' comments)."""
     if class_names is None or class_names == "" or class_names == []:
         return None
+    if not isinstance(class_names, str) and len(class_names) == 1 and os.path.isfile(os.path.expanduser(str(class_names[0]))):
+        class_names = str(class_names[0])  # --class_names FILE on the command line arrives as a one-item list
     if isinstance(class_names, str):
         path = Path(os.path.expanduser(class_names))
         if path.is_file():
@@ -143,6 +186,7 @@ class ClassificationData:
     class_names: list[str]
     image_column: str
     label_column: str
+    split: str | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -158,15 +202,24 @@ def prepare_classification_data(
     resize_mode: str = "shorter_side_crop",
     config_name: str | None = None,
     max_samples: int | None = None,
+    accept_unnamed: bool = True,
 ) -> ClassificationData:
-    ds = load_image_dataset(name_or_path, split, config_name)
+    """One split of an image classification dataset, decoded lazily to [0,1] tensors.
+    ``class_names`` (a list, a comma-separated string or a file) must match the labels' count."""
+    ds, split = load_image_dataset(name_or_path, split, config_name, accept_unnamed, return_split=True)
     image_col = find_column(ds, image_column, IMAGE_COLUMN_GUESSES, "image")
     label_col = find_column(ds, label_column, LABEL_COLUMN_GUESSES, "label")
     names = dataset_class_names(ds, label_col, class_names)
     if max_samples is not None and max_samples < len(ds):
         ds = ds.select(range(max_samples))
+    feature = ds.features.get(label_col)
+    if class_names is not None and isinstance(feature, datasets.ClassLabel) and feature.num_classes != len(names):
+        raise DataError(
+            f"{len(names)} class names were given for {name_or_path}, whose label column {label_col!r} has "
+            f"{feature.num_classes} classes: give one name per class, in label order."
+        )
     ds = with_pixels(ds, image_col, label_col, len(names), image_size, resize_mode)
-    return ClassificationData(ds, names, image_col, label_col)
+    return ClassificationData(ds, names, image_col, label_col, split)
 
 
 def with_pixels(

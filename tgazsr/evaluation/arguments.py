@@ -1,0 +1,214 @@
+"""Every knob of the evaluation harness, and the recipe parser that adds each attack's flags.
+
+Attack settings live with their attack (``tgazsr.attacks``): the parser turns each registered
+attack's settings dataclass into flat flags ``--<attack>_<field>`` (``--pgd_steps 100``,
+``--autoattack_version fare``), and the harness reads them from ``attack_options``
+(``{"pgd": {"steps": 100}}``), which is also how code passes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ..attacks import ATTACKS, get_attack, make_settings
+from ..attacks.base import NORMS
+
+PROTOCOLS = ("tga", "fare")
+DEFAULT_TEMPLATE = "This is a photo of a {}"
+LOCAL_METADATA_FILE = "tgazsr_eval.json"  # class names and prompts shipped beside a local dataset
+#: Default budget of the large-eps sanity check: units of 1/255 for L-inf, absolute for L2.
+SANITY_EPS = {"linf": 64.0, "l2": 20.0}
+
+
+@dataclass
+class EvalArguments:
+    """Budgets are in units of 1/255 for L-inf (absolute radii for L2)."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A CLIPModel directory (config.json + safetensors) or a Hub id. Required."},
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Where to load the tokenizer from, when the model directory has none (default: the model)."},
+    )
+    pixel_normalization: str = field(
+        default="auto",
+        metadata={
+            "help": "Mean/std applied inside the model after the attack: 'auto' (the checkpoint's image processor "
+            "mean/std, where tgazsr.train saves the training normalization; CLIP's if it has none), 'clip' or "
+            "'imagenet'."
+        },
+    )
+    datasets: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Datasets to evaluate: registry names (cifar10, imagenet, ...), collections (tga16, fare, world), "
+            "NAME=PATH to read a registry dataset from a local copy, local paths (image folder, save_to_disk, "
+            "parquet, webdataset tar), or Hub ids ORG/NAME (with split, class_names and prompt_template)."
+        },
+    )
+    protocol: str = field(
+        default="tga",
+        metadata={
+            "help": "Class names and prompts of registry datasets: 'tga' (the TGA-ZSR table's) or 'fare' "
+            "(CLIP_benchmark's names and prompt ensembles)."
+        },
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "A folder of local copies: DATA_DIR/<registry name> is used instead of the Hub when it exists."},
+    )
+    split: str | None = field(
+        default=None,
+        metadata={
+            "help": "Split of local and Hub-id datasets. Empty: 'test', or the dataset's only split when it has one. "
+            "A named split the dataset lacks is an error."
+        },
+    )
+    prompt_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompt of local datasets, '{}' for the class name (default: the dataset's "
+            f"{LOCAL_METADATA_FILE} if any, else '{DEFAULT_TEMPLATE}')."
+        },
+    )
+    class_names: str | None = field(
+        default=None,
+        metadata={"help": "Class names of local datasets: comma-separated or a file, one per line (default: ClassLabel)."},
+    )
+    image_column: str | None = field(default=None, metadata={"help": "Image column of local datasets (guessed if unset)."})
+    label_column: str | None = field(default=None, metadata={"help": "Label column of local datasets (guessed if unset)."})
+    resize_mode: str = field(
+        default="shorter_side_crop",
+        metadata={"help": "Resize of local datasets: 'shorter_side_crop' or 'square' (registry datasets use their own)."},
+    )
+    max_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate the first N test samples of each dataset (default: all)."}
+    )
+    attacks: list[str] = field(
+        default_factory=lambda: ["pgd"],
+        metadata={"help": f"Attacks to run, among the registered ones ({', '.join(ATTACKS)})."},
+    )
+    attack_options: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Settings of the attacks as JSON, e.g. '{\"pgd\": {\"steps\": 10}}'; the flags --<attack>_<field> "
+            "(--pgd_steps 10) set the same."
+        },
+    )
+    eps: list[float] = field(
+        default_factory=lambda: [1.0],
+        metadata={"help": "Attack budgets, one or several, in units of 1/255 (L-inf); absolute L2 radii for norm l2."},
+    )
+    norm: str = field(default="linf", metadata={"help": "Threat model: 'linf' or 'l2' (CW is L-inf only)."})
+    monotone_eps: bool = field(
+        default=True,
+        metadata={
+            "help": "Count a sample robust at eps only if it is robust at every smaller eps evaluated "
+            "(an adversarial image of a smaller ball lies in the larger one)."
+        },
+    )
+    worst_case: bool = field(
+        default=True,
+        metadata={"help": "With several attacks, add worst@eps: robust to every attack at that eps."},
+    )
+    sanity_samples: int = field(
+        default=32,
+        metadata={
+            "help": "Sanity check: PGD at a large eps (sanity_eps) on the first N samples of each dataset must leave "
+            "robust accuracy near zero, or a warning says the evaluation may be fooled (0: skip this check)."
+        },
+    )
+    sanity_eps: float | None = field(
+        default=None,
+        metadata={"help": "Budget of the large-eps sanity check (default: 64/255 for L-inf, 20 for L2)."},
+    )
+    sanity_steps: int = field(default=20, metadata={"help": "PGD steps of the large-eps sanity check (step eps/4)."})
+    sanity_max_robust: float = field(
+        default=0.1, metadata={"help": "Largest robust accuracy (fraction) the large-eps check accepts."}
+    )
+    batch_size: int = field(default=64, metadata={"help": "Images per batch and process."})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes for decoding images."})
+    device: str | None = field(default=None, metadata={"help": "Device (default: the process's accelerator, else CPU)."})
+    tf32: bool = field(
+        default=False,
+        metadata={"help": "Allow TF32 matmuls on NVIDIA GPUs: several times faster than fp32, last bits differ."},
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the random starts (per sample) and of AutoAttack."})
+    output_dir: str = field(default="eval_results", metadata={"help": "Where results.json, results.md and the plot go."})
+    overwrite: bool = field(default=False, metadata={"help": "Recompute datasets even if finished results exist."})
+    plot: bool = field(default=True, metadata={"help": "Write the robust-versus-clean plot tradeoff.png."})
+
+    def __post_init__(self):
+        if isinstance(self.datasets, str):
+            self.datasets = [self.datasets]
+        if isinstance(self.attacks, str):
+            self.attacks = [self.attacks]
+        if isinstance(self.eps, (int, float)):
+            self.eps = [float(self.eps)]
+        self.attacks = list(dict.fromkeys(self.attacks))
+        for name in self.attacks:
+            get_attack(name)  # an unknown attack is an error naming the registered ones
+        if isinstance(self.attack_options, str):
+            try:
+                self.attack_options = json.loads(self.attack_options) if self.attack_options.strip() else None
+            except ValueError as err:
+                raise ValueError(f"attack_options must be JSON, e.g. '{{\"pgd\": {{\"steps\": 10}}}}': {err}") from None
+        self.attack_options = {k: dict(v) for k, v in (self.attack_options or {}).items()}
+        for name, options in self.attack_options.items():
+            make_settings(name, options)  # unknown attacks or settings are errors now
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}.")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}.")
+        for name in self.attacks:
+            if self.norm not in get_attack(name).norms:
+                raise ValueError(f"The {name} attack supports norms {get_attack(name).norms}; run it with one of them.")
+        if any(e < 0 for e in self.eps):
+            raise ValueError(f"Budgets must be >= 0, got {self.eps}.")
+        if self.max_samples is not None and self.max_samples <= 0:
+            self.max_samples = None
+        if self.batch_size <= 0:
+            raise ValueError("batch_size must be positive.")
+
+    def attack_settings(self, name: str):
+        """The settings dataclass of attack ``name``: its defaults, then ``attack_options[name]``."""
+        return make_settings(name, self.attack_options.get(name))
+
+    @property
+    def large_eps(self) -> float:
+        return self.sanity_eps if self.sanity_eps is not None else SANITY_EPS[self.norm]
+
+
+def attack_flag_arguments() -> type:
+    """A dataclass of flat flags ``<attack>_<field>`` for every registered attack (default: unset)."""
+    fields = []
+    for name, spec in ATTACKS.items():
+        for f in dataclasses.fields(spec.settings):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            ftype = f.type if not isinstance(f.type, str) else eval(f.type, {"list": list})  # noqa: S307
+            help_text = f"{name}: {f.name} (default {default!r}). {spec.description}"
+            fields.append((f"{name}_{f.name}", ftype | None if "None" not in str(ftype) else ftype,
+                           field(default=None, metadata={"help": help_text})))
+    return dataclasses.make_dataclass("AttackFlags", fields)
+
+
+def parse_eval_args(argv: Sequence[str] | None = None) -> EvalArguments:
+    """``[recipe.yaml] [--field value ...]`` -> EvalArguments, the attack flags merged into attack_options."""
+    from ..recipes import parse_recipe
+
+    flags_type = attack_flag_arguments()
+    args, flags = parse_recipe((EvalArguments, flags_type), argv)
+    options = {k: dict(v) for k, v in (args.attack_options or {}).items()}
+    for name, spec in ATTACKS.items():
+        for f in dataclasses.fields(spec.settings):
+            value = getattr(flags, f"{name}_{f.name}")
+            if value is not None:
+                options.setdefault(name, {})[f.name] = value
+    args.attack_options = options
+    args.__post_init__()
+    return args

@@ -1,0 +1,176 @@
+"""Which images, names and prompts each ``--datasets`` entry means.
+
+An entry is a registry name (``cifar10``), a collection (``tga16``), ``NAME=PATH`` (a registry
+dataset read from a local copy, or a named local dataset), a local path (image folder,
+save_to_disk, parquet, webdataset tar) or a Hub id ``ORG/NAME``. Each resolves to one
+:class:`EvalDataset`: decoded [0,1] images with integer labels, class names in label order,
+prompt templates, the split it came from and a fingerprint of its data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data import prepare_classification_data, registry
+from ..data.loading import IMAGE_COLUMN_GUESSES, LABEL_COLUMN_GUESSES, find_column, load_image_dataset, with_pixels
+from .arguments import DEFAULT_TEMPLATE, LOCAL_METADATA_FILE, EvalArguments
+
+
+class DatasetUnavailable(RuntimeError):
+    """A dataset that cannot be loaded; the message names it and says how to use a local copy."""
+
+
+@dataclass
+class EvalDataset:
+    """One dataset ready for evaluation."""
+
+    name: str  # key in results.json
+    display_name: str
+    source: str  # Hub id or local path
+    split: str
+    dataset: Any  # yields {"pixel_values": (3,H,W) in [0,1], "labels": int}
+    class_names: list[str]
+    templates: list[str]
+    data_fingerprint: str
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def identity(self) -> dict:
+        return dict(name=self.name, source=self.source, split=self.split, num_samples=len(self),
+                    class_names=self.class_names, templates=self.templates, data=self.data_fingerprint)
+
+
+def _hash_json(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _fingerprint_of(ds) -> str:
+    return str(getattr(ds, "_fingerprint", None) or _hash_json([len(ds), list(ds.column_names)]))
+
+
+def _local_hint(name: str, hub_id: str | None, split: str | None) -> str:
+    fetch = (
+        f"datasets.load_dataset({hub_id!r}, split={split!r}).save_to_disk('DIR') on a machine that can reach "
+        "the Hub (or an image folder / parquet files of the same split)"
+        if hub_id else "a save_to_disk folder, an image folder, parquet or webdataset files"
+    )
+    return (
+        f"To evaluate {name!r} from a local copy, make one with {fetch}, then pass "
+        f"--datasets {name}=DIR (or put it at DATA_DIR/{name} and pass --data_dir DATA_DIR)."
+    )
+
+
+def _read_local_metadata(path: str) -> dict:
+    meta = Path(path) / LOCAL_METADATA_FILE if os.path.isdir(path) else None
+    if meta is not None and meta.is_file():
+        return json.loads(meta.read_text(encoding="utf-8"))
+    return {}
+
+
+def _lookup_benchmark(entry: str):
+    try:
+        return registry.get_benchmark(entry)
+    except ValueError:
+        return None
+
+
+def expand_entries(entries: list[str]) -> list[str]:
+    """Collections (``tga16``, ``fare``, ...) replaced by their datasets, duplicates dropped."""
+    out: list[str] = []
+    for entry in entries:
+        members = registry.collection(entry) if hasattr(registry, "collection") and "=" not in entry else None
+        for item in members or [entry]:
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def resolve_entry(entry: str, args: EvalArguments) -> tuple[str, str, str]:
+    """``(kind, name, source)`` of a --datasets entry: kind 'registry', 'local' or 'hub'."""
+    if "=" in entry and not os.path.exists(entry):
+        name, path = entry.split("=", 1)
+        path = os.path.expanduser(path)
+        spec = _lookup_benchmark(name)
+        if spec is not None:
+            return "registry", spec.name, path
+        return "local", name, path
+    path = os.path.expanduser(entry)
+    if os.path.exists(path):
+        return "local", os.path.basename(os.path.normpath(path)), path
+    spec = _lookup_benchmark(entry)
+    if spec is None:
+        if entry.count("/") == 1 and not entry.startswith((".", "/", "~")):
+            return "hub", entry, entry  # a Hub dataset id: loaded with split, class_names, prompt_template
+        try:
+            registry.get_benchmark(entry)
+        except ValueError as err:
+            raise DatasetUnavailable(f"{err} A local dataset path must exist ({entry!r} does not).") from None
+    if args.data_dir and os.path.exists(os.path.join(args.data_dir, spec.name)):
+        return "registry", spec.name, os.path.join(args.data_dir, spec.name)
+    if not spec.hub_id:
+        raise DatasetUnavailable(f"{spec.name!r} has no Hub copy: pass it as {spec.name}=PATH to its local copy.")
+    return "registry", spec.name, spec.hub_id
+
+
+def _prepare_registry(name: str, source: str, args: EvalArguments, image_size: int) -> EvalDataset:
+    import datasets as hf_datasets
+
+    spec = registry.get_benchmark(name)
+    local = os.path.exists(source)
+    ds, split = load_image_dataset(source, spec.split, spec.config_name, accept_unnamed=local, return_split=True)
+    image_col = find_column(ds, spec.image_column, (spec.image_column, *IMAGE_COLUMN_GUESSES), "image")
+    label_col = find_column(ds, spec.label_column, (spec.label_column, *LABEL_COLUMN_GUESSES), "label")
+    feature = ds.features[label_col]
+    hub_names = list(feature.names) if isinstance(feature, hf_datasets.ClassLabel) else None
+    names = registry.class_names(spec, args.protocol, hub_names)
+    templates = registry.prompt_templates(spec, args.protocol)
+    mapping = registry.label_map(spec, args.protocol, hub_names)
+    if mapping is not None:
+        ds = ds.filter(lambda y: mapping[int(y)] >= 0, input_columns=[label_col])
+    if args.max_samples is not None and args.max_samples < len(ds):
+        ds = ds.select(range(args.max_samples))
+    fingerprint = _fingerprint_of(ds)
+    data = with_pixels(ds, image_col, label_col, len(names), image_size, spec.resize, mapping)
+    return EvalDataset(spec.name, spec.display_name, source, split or spec.split, data, names, templates, fingerprint)
+
+
+def _prepare_local(name: str, path: str, args: EvalArguments, image_size: int) -> EvalDataset:
+    meta = _read_local_metadata(path)
+    class_names = args.class_names or meta.get("class_names")
+    data = prepare_classification_data(
+        path, args.split, image_size, args.image_column or "image", args.label_column or "label", class_names,
+        args.resize_mode, None, args.max_samples,
+    )
+    if args.prompt_template:
+        templates = [args.prompt_template]
+    else:
+        templates = list(meta.get("classifier_templates") or [DEFAULT_TEMPLATE])
+    return EvalDataset(name, meta.get("name") or name, path, data.split, data.dataset, list(data.class_names),
+                       templates, _fingerprint_of(data.dataset))
+
+
+def prepare_dataset(entry: str, args: EvalArguments, image_size: int) -> EvalDataset:
+    """Load one --datasets entry, or raise DatasetUnavailable with one clear message."""
+    kind, name, source = resolve_entry(entry, args)
+    try:
+        if kind == "registry":
+            return _prepare_registry(name, source, args, image_size)
+        return _prepare_local(name, source, args, image_size)
+    except Exception as err:  # unreachable Hub, gated repo, missing files or split, wrong columns or names
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        hub_id, split = (None, args.split or "test")
+        if kind == "registry":
+            spec = _lookup_benchmark(name)
+            hub_id, split = spec.hub_id, spec.split
+        elif kind == "hub":
+            hub_id = name
+        raise DatasetUnavailable(
+            f"Dataset {name!r} could not be loaded from {source!r}: {type(err).__name__}: {first}\n"
+            + _local_hint(name, hub_id, split)
+        ) from err

@@ -1,0 +1,110 @@
+"""The model under evaluation: loading, tokenizer, pixel normalization, fingerprint, finiteness."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import torch
+from transformers import AutoImageProcessor
+
+from ..modeling import PIXEL_NORMALIZATIONS, ZeroShotCLIP, load_clip
+from .arguments import EvalArguments
+
+logger = logging.getLogger("tgazsr.evaluation")
+
+
+class NonFiniteError(RuntimeError):
+    """Weights, logits or attack losses that are NaN or infinite: no number may be reported."""
+
+
+def model_fingerprint(clip: torch.nn.Module) -> str:
+    """A hash of every tensor of the state dict (names, dtypes, shapes and bytes)."""
+    h = hashlib.blake2b(digest_size=20)
+    for name, tensor in sorted(clip.state_dict().items()):
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_finite_weights(clip: torch.nn.Module, name: str) -> None:
+    """Refuse a model with NaN or infinite weights: its accuracy would be a number without meaning."""
+    bad = [k for k, v in clip.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise NonFiniteError(
+            f"The model {name!r} has non-finite weights (NaN or inf) in {len(bad)} tensors: {shown}. "
+            "It cannot be evaluated; evaluate its last finite checkpoint instead."
+        )
+
+
+def _check_tokenizer(tokenizer, name_or_path: str) -> None:
+    """Refuse a tokenizer without a vocabulary: transformers builds one, silently, from a
+    directory that has no tokenizer files, and it maps every word to the unknown token."""
+    ids = tokenizer("a photo of a dog", add_special_tokens=False)["input_ids"]
+    unknown = {tokenizer.unk_token_id, *getattr(tokenizer, "all_special_ids", [])} - {None}
+    if not ids or all(i in unknown for i in ids):
+        raise OSError(
+            f"The tokenizer loaded from {name_or_path!r} has no real vocabulary ({len(tokenizer)} tokens; "
+            "every word becomes the unknown token): the directory holds no tokenizer files.\n"
+            "Pass --tokenizer_name_or_path (e.g. the base model the checkpoint was fine-tuned from)."
+        )
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoProcessor, AutoTokenizer
+
+    tokenizer = None
+    try:
+        processor = AutoProcessor.from_pretrained(name_or_path)
+        tokenizer = getattr(processor, "tokenizer", processor)
+        tokenizer = tokenizer if callable(tokenizer) else None
+    except Exception:  # noqa: BLE001 - a directory with a tokenizer but no processor: load the tokenizer alone
+        tokenizer = None
+    if tokenizer is None:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        except Exception as err:
+            raise OSError(
+                f"Could not load a tokenizer from {name_or_path!r}: {err}\n"
+                "Pass --tokenizer_name_or_path (e.g. the base model the checkpoint was fine-tuned from)."
+            ) from err
+    _check_tokenizer(tokenizer, name_or_path)
+    return tokenizer
+
+
+def resolve_normalization(name: str, model_name_or_path: str):
+    """'clip' / 'imagenet', or for 'auto' the (mean, std) of the checkpoint's image processor."""
+    if name != "auto":
+        if name not in PIXEL_NORMALIZATIONS:
+            raise ValueError(f"pixel_normalization must be 'auto' or one of {sorted(PIXEL_NORMALIZATIONS)}, got {name!r}.")
+        return name
+    try:
+        processor = AutoImageProcessor.from_pretrained(model_name_or_path)
+        mean, std = list(processor.image_mean), list(processor.image_std)
+        if len(mean) == 3 and len(std) == 3:
+            return mean, std
+    except Exception:  # noqa: BLE001 - no image processor saved: CLIP's constants, said in the log
+        pass
+    logger.info("%s has no image processor with a mean and std; using CLIP's normalization.", model_name_or_path)
+    return "clip"
+
+
+def normalization_of(model) -> list[list[float]]:
+    """The mean and std a ZeroShotCLIP applies, as plain numbers (for results and keys)."""
+    return [[round(float(v), 6) for v in model.pixel_mean.flatten()], [round(float(v), 6) for v in model.pixel_std.flatten()]]
+
+
+def load_model(args: EvalArguments, device: torch.device):
+    """(ZeroShotCLIP in eval mode with no parameter gradients, tokenizer, weights fingerprint)."""
+    if not args.model_name_or_path:
+        raise ValueError("Pass --model_name_or_path (a CLIPModel directory or a Hub id).")
+    clip = load_clip(args.model_name_or_path)
+    check_finite_weights(clip, args.model_name_or_path)
+    tokenizer = load_tokenizer(args.tokenizer_name_or_path or args.model_name_or_path)
+    model = ZeroShotCLIP(clip, resolve_normalization(args.pixel_normalization, args.model_name_or_path))
+    fingerprint = model_fingerprint(model.clip)
+    model.requires_grad_(False)
+    model.eval()
+    return model.to(device), tokenizer, fingerprint

@@ -1,0 +1,116 @@
+"""Robust-versus-clean trade-off plot of one or several evaluation results.
+
+    python -m tgazsr.plot runs/clip/results.json runs/tecoa/results.json runs/tga_zsr/results.json \
+        --output tradeoff.png [--key pgd@1/255] [--labels CLIP TeCoA TGA-ZSR] [--per_dataset]
+
+Each results file (written by ``tgazsr.evaluate``) is one point: its average clean accuracy
+(x) against its average robust accuracy (y) for one attack column, in percent. With
+``--per_dataset`` each run's datasets are drawn as small markers of the same colour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+
+def load_results(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        results = json.load(f)
+    if "datasets" not in results:
+        raise ValueError(f"{path} is not a tgazsr.evaluate results file (no 'datasets').")
+    return results
+
+
+def _default_label(results: dict, index: int) -> str:
+    model = results.get("model") or f"run {index + 1}"
+    return os.path.basename(os.path.normpath(str(model))) or str(model)
+
+
+def common_key(runs: Sequence[dict]) -> str | None:
+    """The first robust column every run has (attack columns before worst-case ones)."""
+    keys = None
+    for r in runs:
+        these = list((r.get("average") or {}).get("robust", {}))
+        keys = these if keys is None else [k for k in keys if k in these]
+    if not keys:
+        return None
+    plain = [k for k in keys if not k.startswith("worst@")]
+    return (plain or keys)[0]
+
+
+def plot_tradeoff(
+    runs: Sequence[dict],
+    output: str,
+    key: str | None = None,
+    labels: Sequence[str] | None = None,
+    per_dataset: bool = False,
+    title: str | None = None,
+) -> str:
+    """Draw the runs' average (clean, robust) points and save a PNG to ``output``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not runs:
+        raise ValueError("Nothing to plot: no results.")
+    key = key or common_key(runs)
+    if key is None:
+        raise ValueError("The results share no robust accuracy column to plot.")
+    labels = list(labels) if labels else [_default_label(r, i) for i, r in enumerate(runs)]
+    if len(labels) != len(runs):
+        raise ValueError(f"Got {len(labels)} labels for {len(runs)} results files.")
+    fig, ax = plt.subplots(figsize=(6.0, 5.0), dpi=120)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (run, label) in enumerate(zip(runs, labels)):
+        avg = run.get("average") or {}
+        robust = (avg.get("robust") or {}).get(key)
+        if robust is None or avg.get("clean_accuracy") is None:
+            raise ValueError(f"{label}: no average {key!r} in its results.")
+        colour = colours[i % len(colours)]
+        if per_dataset:
+            points = [(d["clean_accuracy"], d["robust"][key]) for d in run["datasets"].values() if key in d.get("robust", {})]
+            if points:
+                ax.scatter([100 * c for c, _ in points], [100 * r for _, r in points], s=12, alpha=0.35,
+                           color=colour, linewidths=0)
+        x, y = 100 * avg["clean_accuracy"], 100 * robust
+        ax.scatter([x], [y], s=70, color=colour, edgecolors="black", linewidths=0.6, zorder=3,
+                   label=f"{label} ({x:.1f}, {y:.1f})")
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 5), fontsize=8)
+    n = {(r.get("average") or {}).get("num_datasets") for r in runs}
+    ax.set_xlabel("clean accuracy (%)")
+    ax.set_ylabel(f"robust accuracy, {key} (%)")
+    ax.set_title(title or f"Robustness trade-off (average over {'/'.join(str(v) for v in sorted(n, key=str))} datasets)")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.plot([0, 100], [0, 100], color="grey", linewidth=0.6, linestyle="--", zorder=0)  # robust <= clean
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    fig.savefig(output)
+    plt.close(fig)
+    return output
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tgazsr.plot", description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="+", help="results.json files written by tgazsr.evaluate.")
+    parser.add_argument("--output", default="tradeoff.png", help="PNG to write (default: tradeoff.png).")
+    parser.add_argument("--key", default=None, help="Robust column to plot, e.g. 'pgd@1/255' (default: the first shared one).")
+    parser.add_argument("--labels", nargs="+", default=None, help="One legend label per results file (default: model names).")
+    parser.add_argument("--per_dataset", action="store_true", help="Also draw each dataset as a small marker.")
+    parser.add_argument("--title", default=None, help="Plot title.")
+    args = parser.parse_args(argv)
+    runs = [load_results(p) for p in args.results]
+    out = plot_tradeoff(runs, args.output, args.key, args.labels, args.per_dataset, args.title)
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Reports of an evaluation: results.json, results.md (the TGA-style table with averages and each
+dataset's sanity record), the trade-off plot, and side-by-side comparisons of several runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+
+from .cache import HARNESS_VERSION
+
+logger = logging.getLogger("tgazsr.evaluation")
+
+
+def eps_label(eps: float, norm: str = "linf") -> str:
+    """1.0 -> '1/255' (L-inf, units of 1/255); 0.5 -> 'l2=0.5'."""
+    text = f"{eps:g}"
+    return f"{text}/255" if norm == "linf" else f"l2={text}"
+
+
+def result_key(attack: str, eps: float, norm: str = "linf") -> str:
+    """The column name of one attack at one budget, e.g. 'pgd@1/255'."""
+    return f"{attack}@{eps_label(eps, norm)}"
+
+
+def averages(per_dataset: dict[str, dict]) -> dict:
+    """Mean over datasets of clean accuracy and of each robust column present in all of them."""
+    rows = list(per_dataset.values())
+    if not rows:
+        return {"num_datasets": 0}
+    keys = [k for k in rows[0].get("robust", {}) if all(k in r.get("robust", {}) for r in rows)]
+    return {
+        "num_datasets": len(rows),
+        "clean_accuracy": sum(r["clean_accuracy"] for r in rows) / len(rows),
+        "robust": {k: sum(r["robust"][k] for r in rows) / len(rows) for k in keys},
+    }
+
+
+def _pct(value) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
+
+
+def results_markdown(results: dict) -> str:
+    """The TGA-style table (datasets as columns, averages last) and a per-dataset detail table."""
+    per = results.get("datasets", {})
+    names = list(per)
+    heads = [per[n].get("display_name", n) for n in names]
+    keys = list(dict.fromkeys(k for r in per.values() for k in r.get("robust", {})))
+    avg = results.get("average", {})
+    settings = results.get("settings", {})
+    lines = [
+        f"# Zero-shot robustness of `{results.get('model')}`",
+        "",
+        f"Top-1 accuracy (%) on the first {settings.get('max_samples') or 'all'} test samples of each dataset. "
+        f"Attacks: {', '.join(settings.get('attacks', []))}; budgets in units of 1/255 (L-inf) unless noted. "
+        "A sample is robust only if it is classified correctly clean and after every attack of the run "
+        "(per-sample worst case).",
+        "",
+    ]
+    if names:
+        lines.append("| | " + " | ".join(heads) + " | Average |")
+        lines.append("|---" * (len(names) + 2) + "|")
+        for key in keys:
+            cells = [_pct(per[n]["robust"].get(key)) for n in names]
+            lines.append(f"| robust {key} | " + " | ".join(cells) + f" | {_pct(avg.get('robust', {}).get(key))} |")
+        cells = [_pct(per[n]["clean_accuracy"]) for n in names]
+        lines.append("| clean | " + " | ".join(cells) + f" | {_pct(avg.get('clean_accuracy'))} |")
+        lines += ["", "| dataset | samples | classes | clean | " + " | ".join(keys) + " | seconds |",
+                  "|---" * (len(keys) + 5) + "|"]
+        for n in names:
+            r = per[n]
+            lines.append(
+                f"| {r.get('display_name', n)} | {r['num_samples']} | {r.get('num_classes', '')} | "
+                f"{_pct(r['clean_accuracy'])} | " + " | ".join(_pct(r["robust"].get(k)) for k in keys)
+                + f" | {r.get('seconds', 0):.1f} |"
+            )
+    sanity = [(per[n].get("display_name", n), per[n].get("sanity")) for n in names if per[n].get("sanity")]
+    if sanity:
+        lines += ["", "## Sanity checks", ""]
+        for head, record in sanity:
+            lines.append(f"- {head}: " + sanity_line(record))
+    errors = results.get("errors") or {}
+    if errors:
+        lines += ["", "## Datasets not evaluated", ""]
+        lines += [f"- **{n}**: {msg.splitlines()[0]}" for n, msg in errors.items()]
+    lines += ["", f"Model weights fingerprint: `{results.get('model_fingerprint')}`; "
+              f"tgazsr evaluation harness v{HARNESS_VERSION}.", ""]
+    return "\n".join(lines)
+
+
+def write_reports(results: dict, output_dir: str, plot: bool = True) -> None:
+    os.makedirs(output_dir, exist_ok=True)
+    tmp = os.path.join(output_dir, "results.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+    os.replace(tmp, os.path.join(output_dir, "results.json"))
+    with open(os.path.join(output_dir, "results.md"), "w", encoding="utf-8") as f:
+        f.write(results_markdown(results))
+    if plot and results.get("datasets"):
+        try:
+            from .plot import plot_tradeoff
+
+            plot_tradeoff([results], os.path.join(output_dir, "tradeoff.png"))
+        except Exception as err:  # noqa: BLE001 - a plot must never lose the numbers
+            logger.warning("Could not draw the trade-off plot: %s", err)
+
+
+def sanity_line(record: dict) -> str:
+    """One line of a dataset's sanity record: passed, or a warning naming each failed check."""
+    if record.get("passed"):
+        parts = ["passed"]
+    else:
+        parts = ["**WARNING**: " + "; ".join(record.get("warnings", []))]
+    large = record.get("large_eps")
+    if large:
+        parts.append(f"PGD at {large['eps']} leaves {100 * large['robust_accuracy']:.1f}% of {large['num_samples']}")
+    raised = record.get("attack_raised_loss") or {}
+    if raised:
+        low = min(raised.values())
+        parts.append(f"attacks raised the margin on at least {100 * low:.0f}% of attacked samples")
+    return "; ".join(parts) + "."
+
+
+def comparison_markdown(runs: dict[str, dict]) -> str:
+    """Side-by-side table (top-1 %) of several results dicts over their common datasets."""
+    names = list(runs)
+    first = runs[names[0]]
+    keys = sorted({k for r in first["datasets"].values() for k in r.get("robust", {})})
+    header = "| dataset | " + " | ".join(f"{n} clean | " + " | ".join(f"{n} {k}" for k in keys) for n in names) + " |"
+    rule = "|---|" + "---|" * (len(names) * (1 + len(keys)))
+    rows = []
+    for dataset in first["datasets"]:
+        cells = []
+        for n in names:
+            r = runs[n]["datasets"].get(dataset, {})
+            cells.append(_pct(r.get("clean_accuracy")))
+            cells += [_pct(r.get("robust", {}).get(k)) for k in keys]
+        rows.append(f"| {os.path.basename(dataset.rstrip('/'))} | " + " | ".join(cells) + " |")
+    avg = []
+    for n in names:
+        a = runs[n].get("average") or averages(runs[n]["datasets"])
+        avg.append(_pct(a.get("clean_accuracy")))
+        avg += [_pct((a.get("robust") or {}).get(k)) for k in keys]
+    rows.append("| **average** | " + " | ".join(avg) + " |")
+    return "\n".join([header, rule, *rows]) + "\n"

@@ -1,0 +1,27 @@
+"""Training methods, one definition each, and their registry.
+
+    from tgazsr.methods import METHODS, get_method, register_method
+
+Registered in the order of the paper's table: FT-Clean, FT-Adv., TeCoA, PMG-AFT, FARE,
+Vision-based, TGA-ZSR, Comp-TGA.
+"""
+
+from .base import (
+    METHODS,
+    LossOutput,
+    Method,
+    Paper,
+    StepView,
+    get_method,
+    register_method,
+    unregister_method,
+)
+from . import finetune, tecoa, pmg_aft, fare, attention_guided  # noqa: E402,F401  (registration, table order)
+
+# The table's order, whatever the import order above.
+_ORDER = ("ft_clean", "ft_adv", "tecoa", "pmg_aft", "fare", "vision_attention", "tga_zsr", "comp_tga")
+for _name in sorted(METHODS, key=lambda n: _ORDER.index(n) if n in _ORDER else len(_ORDER)):
+    METHODS[_name] = METHODS.pop(_name)
+
+__all__ = ["METHODS", "LossOutput", "Method", "Paper", "StepView", "get_method", "register_method",
+           "unregister_method"]

@@ -1,0 +1,155 @@
+"""What a training method is, and the registry of methods.
+
+Every method shares one training step (``RobustCLIPTrainer.compute_loss``):
+1. attack the clean batch (if the method is adversarial) with the method's objective;
+2. one forward of the trained model on ``[x_adv; x]`` (or whichever halves the method uses);
+3. one no-grad forward of the frozen reference where the method needs it;
+4. the method's loss terms from a :class:`StepView` of those outputs.
+
+A :class:`Method` holds everything specific to one method: its name and titles, its paper and
+citation, the config fields it reads and their method-specific defaults, its attack objective,
+which halves and reference inputs it needs, its attention kind, its logit-scale policy and its
+loss. Config validation, ``--help``, the model card, the mini table and the tests all read the
+registry, so a new method is one module that calls :func:`register_method` (plus a recipe).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+
+from ..modeling import ImageEncoding
+
+
+@dataclass(frozen=True)
+class Paper:
+    title: str
+    authors: str
+    venue: str
+    url: str
+    bibtex: str
+
+
+@dataclass
+class StepView:
+    """Everything a method's loss may read for one batch. Encodings are None when unused."""
+
+    labels: torch.Tensor
+    text_embeds: torch.Tensor  # (C, D) normalized class embeddings
+    negated_text_embeds: torch.Tensor | None  # (C, D), Comp-TGA only
+    logits_fn: Callable[..., torch.Tensor]  # (image_embeds, scale=True) -> zero-shot logits
+    logit_scale: torch.Tensor
+    image_size: int
+    adv: ImageEncoding | None  # trained model on x_adv
+    clean: ImageEncoding | None  # trained model on x
+    ref_adv: ImageEncoding | None  # frozen model on x_adv
+    ref_clean: ImageEncoding | None  # frozen model on x
+    scale: bool = True  # the method's logit-scale policy for this run (Method.uses_logit_scale)
+
+
+@dataclass
+class LossOutput:
+    """``mean_part`` is a batch mean; ``sum_part`` a batch sum (PMG-AFT's KL), or None. The trainer
+    scales each kind so gradient accumulation matches the equivalent larger batch. ``logs`` are
+    the unweighted terms, by name; ``accuracy_logits`` give the logged training accuracy."""
+
+    mean_part: torch.Tensor
+    sum_part: torch.Tensor | None
+    logs: dict[str, torch.Tensor]
+    accuracy_logits: torch.Tensor
+
+
+LossFn = Callable[[StepView, Any], LossOutput]
+ATTENTION_KINDS = (None, "text", "complementary", "vision")
+REFERENCE_INPUTS = (None, "clean", "adv")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One training method.
+
+    name: the ``--method`` value (and the recipe's file name). title: as in the paper's table.
+    description: one sentence for the model card. paper: where it comes from (None: ours).
+    loss: ``(StepView, config) -> LossOutput``. adversarial: trains on attacked images.
+    attack_objective: the training attack's default objective (``tgazsr.objectives``).
+    uses_clean: the clean batch goes through the trained model too. reference: which images the
+    frozen model sees (None, 'clean' or 'adv'). attention: None, 'text', 'complementary' or
+    'vision' (the last needs eager attention). fields: the config fields it reads (shown in the
+    model card and taken from its recipe by the mini table). defaults: method-specific values
+    of config fields left empty (the loss weights). logit_scale_field: a boolean config field
+    that decides whether its logits are scaled by the logit scale (None: always scaled).
+    loss_terms: the names its loss logs.
+    """
+
+    name: str
+    title: str
+    description: str
+    loss: LossFn
+    adversarial: bool = True
+    attack_objective: str | None = "ce"
+    uses_clean: bool = False
+    reference: str | None = None
+    attention: str | None = None
+    fields: tuple[str, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    logit_scale_field: str | None = None
+    loss_terms: tuple[str, ...] = ()
+    paper: Paper | None = None
+
+    def __post_init__(self):
+        if self.attention not in ATTENTION_KINDS:
+            raise ValueError(f"Method {self.name!r}: attention must be one of {ATTENTION_KINDS}.")
+        if self.reference not in REFERENCE_INPUTS:
+            raise ValueError(f"Method {self.name!r}: reference must be one of {REFERENCE_INPUTS}.")
+        if self.adversarial and not self.attack_objective:
+            raise ValueError(f"Method {self.name!r} is adversarial but names no attack objective.")
+        if not self.adversarial and not self.uses_clean:
+            raise ValueError(f"Method {self.name!r} uses neither adversarial nor clean images.")
+
+    @property
+    def needs_tokens(self) -> bool:
+        return self.attention in ("text", "complementary")
+
+    @property
+    def needs_attentions(self) -> bool:
+        """Attention weights: the model must be loaded with eager attention."""
+        return self.attention == "vision"
+
+    @property
+    def needs_negated_prompt(self) -> bool:
+        return self.attention == "complementary"
+
+    @property
+    def accuracy_name(self) -> str:
+        return "adv_acc" if self.adversarial else "clean_acc"
+
+    def uses_logit_scale(self, cfg) -> bool:
+        return True if self.logit_scale_field is None else bool(getattr(cfg, self.logit_scale_field))
+
+    def citation(self) -> str:
+        return self.paper.bibtex if self.paper else ""
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    if method.name in METHODS and METHODS[method.name] is not method:
+        raise ValueError(f"A method named {method.name!r} is already registered.")
+    METHODS[method.name] = method
+    return method
+
+
+def unregister_method(name: str) -> None:
+    METHODS.pop(name, None)
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        close = difflib.get_close_matches(name, list(METHODS), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"Unknown method {name!r}.{hint} Valid methods: {', '.join(METHODS)}.")
+    return METHODS[name]

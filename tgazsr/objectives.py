@@ -1,0 +1,99 @@
+"""Attack objectives by name: what an attack maximizes.
+
+One registry, used by the training attack (``RobustCLIPTrainer``), every evaluation attack
+(``tgazsr.attacks``) and the attention figure (``tgazsr.evaluation.visualize``). An objective
+takes the model under attack and an :class:`AttackTarget` and returns a function from
+``[0,1]`` images to one loss per sample (``contrastive`` is a batch loss and returns a scalar).
+
+    ce           zero-shot cross-entropy of ``s * cos`` logits (TeCoA, TGA-ZSR, the TGA table's PGD)
+    margin       CW margin ``min(max_{j!=y} z_j - z_y, kappa)`` (the TGA table's CW)
+    contrastive  CLIP's symmetric in-batch loss against the prompts of the labels (FT-Adv)
+    fare         squared L2 distance of the embedding to the frozen model's clean one (FARE)
+
+Adding one is ``@register_objective("name")`` on a function of ``(model, target)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import losses
+
+LossFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class AttackTarget:
+    """What an objective reads besides the images.
+
+    labels: (B,) true classes. text_embeds: (C, D) normalized class embeddings of the classifier
+    under attack. scale: multiply cosines by the model's logit scale (PMG-AFT's released code
+    attacks plain cosines). reference_embeds: (B, D) the frozen model's clean embeddings (FARE).
+    kappa: the margin cap of ``margin``.
+    """
+
+    labels: torch.Tensor
+    text_embeds: torch.Tensor | None = None
+    scale: bool = True
+    reference_embeds: torch.Tensor | None = None
+    kappa: float = 50.0
+
+
+Objective = Callable[[torch.nn.Module, AttackTarget], LossFn]
+OBJECTIVES: dict[str, Objective] = {}
+
+
+def register_objective(name: str) -> Callable[[Objective], Objective]:
+    def add(fn: Objective) -> Objective:
+        if name in OBJECTIVES and OBJECTIVES[name] is not fn:
+            raise ValueError(f"An attack objective named {name!r} is already registered.")
+        OBJECTIVES[name] = fn
+        return fn
+
+    return add
+
+
+def get_objective(name: str) -> Objective:
+    if name not in OBJECTIVES:
+        raise ValueError(f"Unknown attack objective {name!r}; choose one of {', '.join(OBJECTIVES)}.")
+    return OBJECTIVES[name]
+
+
+def objective_loss(name: str, model, target: AttackTarget) -> LossFn:
+    """``get_objective(name)(model, target)``: images -> per-sample losses."""
+    return get_objective(name)(model, target)
+
+
+def _logits(model, x: torch.Tensor, target: AttackTarget) -> torch.Tensor:
+    if target.text_embeds is None:
+        raise ValueError("This attack objective needs class text embeddings.")
+    return model.logits(model(x).embeds, target.text_embeds, scale=target.scale)
+
+
+@register_objective("ce")
+def _ce(model, target: AttackTarget) -> LossFn:
+    return lambda x: F.cross_entropy(_logits(model, x, target).float(), target.labels, reduction="none")
+
+
+@register_objective("margin")
+def _margin(model, target: AttackTarget) -> LossFn:
+    return lambda x: losses.margin_loss(_logits(model, x, target), target.labels, target.kappa)
+
+
+@register_objective("contrastive")
+def _contrastive(model, target: AttackTarget) -> LossFn:
+    if target.text_embeds is None:
+        raise ValueError("The contrastive objective needs class text embeddings.")
+    text = target.text_embeds[target.labels]
+    return lambda x: losses.contrastive(model(x).embeds, text, model.logit_scale)
+
+
+@register_objective("fare")
+def _fare(model, target: AttackTarget) -> LossFn:
+    if target.reference_embeds is None:
+        raise ValueError("The fare objective needs the frozen model's clean embeddings (reference_embeds).")
+    return lambda x: losses.embedding_l2(model(x).embeds, target.reference_embeds, reduce=False)
