@@ -24,19 +24,14 @@ import time
 import torch
 import yaml
 
+from tgazsr.methods import METHODS as REGISTRY
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = os.path.join(ROOT, "recipes")
-METHODS = ("clip", "ft_clean", "ft_adv", "tecoa", "pmg_aft", "fare", "vision_attention", "tga_zsr", "comp_tga")
-TITLES = {
-    "clip": "CLIP", "ft_clean": "FT-Clean", "ft_adv": "FT-Adv.", "tecoa": "TeCoA", "pmg_aft": "PMG-AFT",
-    "fare": "FARE", "vision_attention": "Vision-based", "tga_zsr": "TGA-ZSR", "comp_tga": "Comp-TGA",
-}
-# The fields a method's recipe may set on top of the shared protocol.
-METHOD_FIELDS = (
-    "method", "alpha", "beta", "distance_metric", "attention_norm", "kl_weight_general", "kl_weight_clean",
-    "kl_reduction", "kl_detach_target", "pmg_logit_scale", "pixel_normalization", "attn_implementation",
-    "attack_loss", "negated_prompt_template", "train_numsteps",
-)
+METHODS = ("clip", *REGISTRY)  # the untrained base model first, then the paper's row order
+TITLES = {"clip": "CLIP", **{name: m.title for name, m in REGISTRY.items()}}
+# Fields every method's recipe may set on top of the shared protocol; each method adds its own.
+COMMON_FIELDS = ("method", "pixel_normalization", "attn_implementation", "attack_loss", "train_numsteps")
 START, END = "<!-- mini-table:start -->", "<!-- mini-table:end -->"
 
 
@@ -44,7 +39,7 @@ def method_overrides(method: str) -> list[str]:
     with open(os.path.join(RECIPES, f"{method}.yaml")) as f:
         recipe = yaml.safe_load(f)
     args = []
-    for key in METHOD_FIELDS:
+    for key in COMMON_FIELDS + REGISTRY[method].fields:
         if key in recipe:
             value = recipe[key]
             args += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
@@ -52,21 +47,36 @@ def method_overrides(method: str) -> list[str]:
 
 
 def run_one(method: str, seed: int, out_root: str, extra: list[str]) -> dict:
+    """One method and seed: read back when finished earlier with the same command line."""
     from tgazsr import train
-    from tgazsr.evaluate import evaluate_after_training
+    from tgazsr.evaluation import evaluate_after_training
 
     out = os.path.join(out_root, f"{method}-seed{seed}")
     common = [os.path.join(RECIPES, "quickstart.yaml"), "--output_dir", out, "--seed", str(seed),
               "--compare_with_base", "false", "--logging_steps", "1000", "--disable_tqdm", "true", *extra]
+    argv = common + (method_overrides(method) if method != "clip" else [])
+    marker = os.path.join(out, "run.json")
+    if os.path.isfile(marker):
+        with open(marker) as f:
+            done = json.load(f)
+        if done.get("argv") == argv:
+            print(f"[mini-table] {method} seed {seed}: finished earlier ({marker}); reusing it.", flush=True)
+            return done["benchmark"]
     if method == "clip":  # no training: the world's base model under the same evaluation
         from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
         from tgazsr.recipes import parse_recipe
 
         model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), common)
         train.use_synthetic_world(model_args, data_args, cfg)
-        return evaluate_after_training(out, cfg.eval_datasets, cfg, model_name_or_path=model_args.model_name_or_path,
-                                       results_dir=os.path.join(out, "eval"))["benchmark"]
-    return train.main([*common, *method_overrides(method)])["benchmark"]
+        bench = evaluate_after_training(out, cfg.eval_datasets, cfg, model_name_or_path=model_args.model_name_or_path,
+                                        results_dir=os.path.join(out, "eval"))["benchmark"]
+    else:
+        bench = train.main(argv)["benchmark"]
+    os.makedirs(out, exist_ok=True)
+    with open(marker + ".tmp", "w") as f:
+        json.dump({"argv": argv, "benchmark": bench}, f)
+    os.replace(marker + ".tmp", marker)
+    return bench
 
 
 def _short(name: str) -> str:
@@ -126,7 +136,7 @@ def replace_block(path: str, block: str) -> bool:
 
 def report(runs: dict[str, list[dict]], args, protocol, start: float) -> dict:
     """Summarize what has run so far; write the results files (and the docs' tables)."""
-    from tgazsr.plot import plot_tradeoff
+    from tgazsr.evaluation.plot import plot_tradeoff
 
     summary = summarize({m: runs[m] for m in METHODS if m in runs})  # the paper's row order
     machine = (torch.cuda.get_device_name() if torch.cuda.is_available()
@@ -155,9 +165,8 @@ def report(runs: dict[str, list[dict]], args, protocol, start: float) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", choices=METHODS,
-                        default=["clip", "tga_zsr", "tecoa", "comp_tga", "pmg_aft", "fare", "ft_adv", "ft_clean",
-                                 "vision_attention"], help="run order (the table keeps the paper's order)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                        help="which methods to run (the table keeps the paper's order)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--output_dir", default=os.path.join(ROOT, "runs", "mini_table"))
     parser.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "results", "mini_table"),

@@ -61,7 +61,8 @@ def build_model(directory: str, arch: str) -> str:
 def main():
     from conftest import make_hf_dataset
 
-    from tgazsr.config import METHOD_NAMES, DataArguments, ModelArguments, RobustTrainingConfig
+    from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
+    from tgazsr.methods import METHODS
     from tgazsr.recipes import parse_recipe
     from tgazsr.train import build_trainer
 
@@ -69,7 +70,7 @@ def main():
     parser.add_argument("--arch", default="vit-b-32", choices=sorted(ARCHS))
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--methods", nargs="+", default=list(METHOD_NAMES))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--fp16", action="store_true", help="fp16 autocast (CUDA only), as the recipes use")
     args = parser.parse_args()
     recipes = os.path.join(os.path.dirname(__file__), "..", "recipes")
