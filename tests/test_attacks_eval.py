@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evaluate_world import one_thread, CLEAN_NAMES, TEMPLATE, get_world
+from conftest import CLEAN_NAMES, TEMPLATE
 from tgazsr.attacks import (
     AttackContext, autoattack, autoattack_plan, check_budget, make_settings, pgd, run_attack, sample_generators,
 )
@@ -29,24 +29,17 @@ def attack(name, model, text, x, y, eps, indices, salt, seed=0, **settings):
     return run_attack(name, model, x, y, eps / 255, make_settings(name, settings), context)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    yield from one_thread()
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return get_world(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny(world):
+def tiny(eval_world):
     """(model, text embeddings, images x in [0,1], labels = the model's clean predictions)."""
-    model, tokenizer, _ = load_model(EvalArguments(model_name_or_path=world["clip_a"]), torch.device("cpu"))
+    model, tokenizer, _ = load_model(EvalArguments(model_name_or_path=eval_world["clip_a"]), torch.device("cpu"))
     text = model.class_embeddings(CLEAN_NAMES, [TEMPLATE], tokenizer)
     transform = ImageTransform(32)
-    x = torch.stack([transform(im) for im in world["images"][:8]])
-    y = torch.tensor(world["labels"][:8])
+    x = torch.stack([transform(im) for im in eval_world["images"][:8]])
+    y = torch.tensor(eval_world["labels"][:8])
     return model, text, x, y
 
 

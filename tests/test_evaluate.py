@@ -1,6 +1,6 @@
 """The evaluation harness end to end, offline: tiny CLIPs, generated data in the Hub formats.
 
-The datasets are labelled with model A's own clean predictions (see ``evaluate_world``), so
+The datasets are labelled with model A's own clean predictions (see ``eval_world`` in conftest.py), so
 its clean accuracy is 100% and every drop is the attacks' doing.
 """
 
@@ -16,8 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import CLASS_NAMES
-from evaluate_world import one_thread, CLEAN_NAMES, TEMPLATE, get_world, labelled_dataset, model_predictions
+from conftest import CLASS_NAMES, CLEAN_NAMES, TEMPLATE, labelled_dataset, model_predictions
 from tgazsr import evaluation as ev
 from tgazsr.evaluate import main as evaluate_main
 from tgazsr.evaluation import EvalArguments, harness, run_evaluation
@@ -25,19 +24,12 @@ from tgazsr.evaluation import EvalArguments, harness, run_evaluation
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    yield from one_thread()
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return get_world(tmp_path_factory)
-
-
-def _args(world, out, pgd=None, **kw) -> EvalArguments:
+def _args(eval_world, out, pgd=None, **kw) -> EvalArguments:
     options = {"pgd": {"steps": 3, **(pgd or {})}, "cw": {"steps": 3}, "autoattack": {"n_iter": 3}}
-    base = dict(model_name_or_path=world["clip_a"], datasets=[world["saved"]], attacks=["pgd"], eps=[8.0],
+    base = dict(model_name_or_path=eval_world["clip_a"], datasets=[eval_world["saved"]], attacks=["pgd"], eps=[8.0],
                 attack_options=options, batch_size=8, output_dir=str(out), plot=False)
     base.update(kw)
     return EvalArguments(**base)
@@ -48,10 +40,10 @@ def _numbers(results: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def main_run(world, tmp_path_factory):
+def main_run(eval_world, tmp_path_factory):
     """save_to_disk, parquet and webdataset copies of the same images; PGD and CW at 2 and 8/255."""
     out = tmp_path_factory.mktemp("main_run")
-    args = _args(world, out, datasets=[world["saved"], world["parquet"], world["webdataset"]],
+    args = _args(eval_world, out, datasets=[eval_world["saved"], eval_world["parquet"], eval_world["webdataset"]],
                  attacks=["pgd", "cw"], eps=[2.0, 8.0], class_names=",".join(CLASS_NAMES), plot=True)
     return run_evaluation(args), out
 
@@ -91,8 +83,8 @@ def test_robust_never_exceeds_clean_and_never_rises_with_eps(main_run):
     assert per["saved"]["robust"] == per["parquet"]["robust"] == per["test-000000.tar"]["robust"]
 
 
-def test_image_folder_and_very_large_eps(world, tmp_path):
-    args = _args(world, tmp_path, datasets=[world["folder"]], attacks=["pgd", "autoattack"], eps=[255.0],
+def test_image_folder_and_very_large_eps(eval_world, tmp_path):
+    args = _args(eval_world, tmp_path, datasets=[eval_world["folder"]], attacks=["pgd", "autoattack"], eps=[255.0],
                  attack_options={"pgd": {"steps": 8, "step_size": 64.0}, "autoattack": {"n_iter": 4}}, max_samples=8)
     r = run_evaluation(args)["datasets"]["folder"]
     assert r["num_samples"] == 8 and r["clean_accuracy"] == 1.0
@@ -101,17 +93,17 @@ def test_image_folder_and_very_large_eps(world, tmp_path):
     assert r["num_classes"] == 2 and r["autoattack"] == {"attacks": ["apgd-ce"], "n_target_classes": 1}
 
 
-def test_a_fixed_seed_gives_identical_numbers(world, tmp_path):
+def test_a_fixed_seed_gives_identical_numbers(eval_world, tmp_path):
     kw = dict(attacks=["pgd"], eps=[4.0, 8.0], max_samples=16)
-    first = run_evaluation(_args(world, tmp_path / "a", **kw))
-    second = run_evaluation(_args(world, tmp_path / "b", **kw))
+    first = run_evaluation(_args(eval_world, tmp_path / "a", **kw))
+    second = run_evaluation(_args(eval_world, tmp_path / "b", **kw))
     assert _numbers(first) == _numbers(second)
     # Another batch size changes nothing either: random starts are drawn per sample.
-    third = run_evaluation(_args(world, tmp_path / "c", batch_size=5, **kw))
+    third = run_evaluation(_args(eval_world, tmp_path / "c", batch_size=5, **kw))
     assert _numbers(third) == _numbers(first)
 
 
-def test_text_embeddings_once_per_dataset_and_never_shared_across_models(world, tmp_path, monkeypatch):
+def test_text_embeddings_once_per_dataset_and_never_shared_across_models(eval_world, tmp_path, monkeypatch):
     from tgazsr.modeling import ZeroShotCLIP
 
     calls = []
@@ -122,16 +114,16 @@ def test_text_embeddings_once_per_dataset_and_never_shared_across_models(world, 
         return original(self, texts, tokenizer, batch_size)
 
     monkeypatch.setattr(ZeroShotCLIP, "encode_text", counting)
-    args = _args(world, tmp_path, attacks=["pgd", "cw"], eps=[2.0, 8.0], max_samples=8)
+    args = _args(eval_world, tmp_path, attacks=["pgd", "cw"], eps=[2.0, 8.0], max_samples=8)
     a = run_evaluation(args)
     assert len(calls) == 1  # one dataset, one template: one pass of the text tower for 2 attacks x 2 eps
-    b = run_evaluation(dataclass_replace(args, model_name_or_path=world["clip_b"]))
+    b = run_evaluation(dataclass_replace(args, model_name_or_path=eval_world["clip_b"]))
     assert len(calls) == 2 and calls[0][0] != calls[1][0]  # model B computed its own embeddings
     assert a["model_fingerprint"] != b["model_fingerprint"]
     assert a["datasets"]["saved"]["key"] != b["datasets"]["saved"]["key"]  # B never reused A's results
     # The caches live on the instances: two models give two different classifiers.
-    model_a, tok, _ = ev.load_model(EvalArguments(model_name_or_path=world["clip_a"]), torch.device("cpu"))
-    model_b, _, _ = ev.load_model(EvalArguments(model_name_or_path=world["clip_b"]), torch.device("cpu"))
+    model_a, tok, _ = ev.load_model(EvalArguments(model_name_or_path=eval_world["clip_a"]), torch.device("cpu"))
+    model_b, _, _ = ev.load_model(EvalArguments(model_name_or_path=eval_world["clip_b"]), torch.device("cpu"))
     ta = model_a.class_embeddings(CLEAN_NAMES, [TEMPLATE], tok)
     tb = model_b.class_embeddings(CLEAN_NAMES, [TEMPLATE], tok)
     assert not torch.allclose(ta, tb)
@@ -143,8 +135,8 @@ def dataclass_replace(args, **kw):
     return dataclasses.replace(args, **kw)
 
 
-def test_resume_after_a_kill_keeps_the_first_dataset(world, tmp_path, monkeypatch):
-    args = _args(world, tmp_path, datasets=[world["saved"], world["parquet"]], max_samples=8)
+def test_resume_after_a_kill_keeps_the_first_dataset(eval_world, tmp_path, monkeypatch):
+    args = _args(eval_world, tmp_path, datasets=[eval_world["saved"], eval_world["parquet"]], max_samples=8)
     original = ev.evaluate_dataset
     seen = []
 
@@ -172,30 +164,30 @@ def test_resume_after_a_kill_keeps_the_first_dataset(world, tmp_path, monkeypatc
     run_evaluation(dataclass_replace(args, eps=[4.0]))  # other settings: nothing reused
     assert seen == ["saved", "parquet"]
     seen.clear()
-    run_evaluation(dataclass_replace(args, model_name_or_path=world["clip_b"]))  # another model: nothing reused
+    run_evaluation(dataclass_replace(args, model_name_or_path=eval_world["clip_b"]))  # another model: nothing reused
     assert seen == ["saved", "parquet"]
 
 
-def test_plain_clipmodel_checkpoint_and_separate_tokenizer(world, tmp_path):
+def test_plain_clipmodel_checkpoint_and_separate_tokenizer(eval_world, tmp_path):
     from transformers import CLIPModel
 
     bare = tmp_path / "bare"
-    CLIPModel.from_pretrained(world["clip_a"]).save_pretrained(bare)  # weights and config only
+    CLIPModel.from_pretrained(eval_world["clip_a"]).save_pretrained(bare)  # weights and config only
     assert sorted(os.listdir(bare)) == ["config.json", "model.safetensors"]
     with pytest.raises(OSError, match="tokenizer_name_or_path"):
-        run_evaluation(_args(world, tmp_path / "x", model_name_or_path=str(bare), max_samples=4))
-    res = run_evaluation(_args(world, tmp_path / "y", model_name_or_path=str(bare), max_samples=4,
-                               tokenizer_name_or_path=world["clip_a"]))
+        run_evaluation(_args(eval_world, tmp_path / "x", model_name_or_path=str(bare), max_samples=4))
+    res = run_evaluation(_args(eval_world, tmp_path / "y", model_name_or_path=str(bare), max_samples=4,
+                               tokenizer_name_or_path=eval_world["clip_a"]))
     assert res["datasets"]["saved"]["clean_accuracy"] == 1.0
     # The tiny CLIP directory itself is a third-party layout: no tgazsr file in it.
-    assert not any("tgazsr" in f for f in os.listdir(world["clip_a"]))
+    assert not any("tgazsr" in f for f in os.listdir(eval_world["clip_a"]))
 
 
-def test_normalization_comes_from_the_checkpoint_image_processor(world, tmp_path):
+def test_normalization_comes_from_the_checkpoint_image_processor(eval_world, tmp_path):
     from tgazsr.modeling import CLIP_MEAN, IMAGENET_MEAN, IMAGENET_STD
 
     ckpt = tmp_path / "imagenet_normalized"
-    shutil.copytree(world["clip_a"], ckpt)
+    shutil.copytree(eval_world["clip_a"], ckpt)
     config_path = ckpt / "processor_config.json"
     if not config_path.exists():
         config_path = ckpt / "preprocessor_config.json"
@@ -203,17 +195,17 @@ def test_normalization_comes_from_the_checkpoint_image_processor(world, tmp_path
     target = config.get("image_processor", config)
     target["image_mean"], target["image_std"] = list(IMAGENET_MEAN), list(IMAGENET_STD)
     config_path.write_text(json.dumps(config))
-    auto = run_evaluation(_args(world, tmp_path / "auto", model_name_or_path=str(ckpt), max_samples=4))
+    auto = run_evaluation(_args(eval_world, tmp_path / "auto", model_name_or_path=str(ckpt), max_samples=4))
     assert auto["pixel_normalization"][0] == pytest.approx(list(IMAGENET_MEAN), abs=1e-6)
     assert auto["pixel_normalization"][1] == pytest.approx(list(IMAGENET_STD), abs=1e-6)
-    forced = run_evaluation(_args(world, tmp_path / "clip", model_name_or_path=str(ckpt), max_samples=4,
+    forced = run_evaluation(_args(eval_world, tmp_path / "clip", model_name_or_path=str(ckpt), max_samples=4,
                                   pixel_normalization="clip"))
     assert forced["pixel_normalization"][0] == pytest.approx(list(CLIP_MEAN), abs=1e-6)
     assert forced["datasets"]["saved"]["key"] != auto["datasets"]["saved"]["key"]
 
 
-def test_unreachable_benchmark_is_one_clear_error_and_the_rest_runs(world, tmp_path):
-    code = evaluate_main(["--model_name_or_path", world["clip_a"], "--datasets", "cifar10", world["saved"],
+def test_unreachable_benchmark_is_one_clear_error_and_the_rest_runs(eval_world, tmp_path):
+    code = evaluate_main(["--model_name_or_path", eval_world["clip_a"], "--datasets", "cifar10", eval_world["saved"],
                     "--eps", "8", "--pgd_steps", "2", "--max_samples", "4", "--output_dir", str(tmp_path),
                     "--no_plot"])
     assert code == 1
@@ -225,11 +217,11 @@ def test_unreachable_benchmark_is_one_clear_error_and_the_rest_runs(world, tmp_p
     with pytest.raises(ev.DatasetUnavailable, match="Unknown benchmark"):
         ev.resolve_entry("cifar11", EvalArguments())
     with pytest.raises(ValueError, match="Did you mean 'cifar10'"):  # a typo fails before any work
-        run_evaluation(_args(world, tmp_path / "typo", datasets=[world["saved"], "cifar11"]))
+        run_evaluation(_args(eval_world, tmp_path / "typo", datasets=[eval_world["saved"], "cifar11"]))
 
 
 @pytest.fixture(scope="module")
-def local_cifar10(world, tmp_path_factory):
+def local_cifar10(eval_world, tmp_path_factory):
     """A local copy of a registry dataset (CIFAR-10 layout: img / label), labelled by model A."""
     import datasets
 
@@ -237,25 +229,25 @@ def local_cifar10(world, tmp_path_factory):
 
     hub_names = registry.load_class_names("cifar10")
     names = registry.class_names("cifar10", "tga", hub_names)
-    labels = model_predictions(world["clip_a"], world["images"], names, registry.prompt_templates("cifar10")[0])
-    ds = labelled_dataset(world["images"], labels, hub_names, image_column="img")
+    labels = model_predictions(eval_world["clip_a"], eval_world["images"], names, registry.prompt_templates("cifar10")[0])
+    ds = labelled_dataset(eval_world["images"], labels, hub_names, image_column="img")
     root = tmp_path_factory.mktemp("registry_copies")
     datasets.DatasetDict({"test": ds}).save_to_disk(str(root / "cifar10"))
     return root
 
 
-def test_registry_dataset_from_a_local_copy(world, local_cifar10, tmp_path):
-    args = _args(world, tmp_path, datasets=[f"cifar10={local_cifar10 / 'cifar10'}"], max_samples=6)
+def test_registry_dataset_from_a_local_copy(eval_world, local_cifar10, tmp_path):
+    args = _args(eval_world, tmp_path, datasets=[f"cifar10={local_cifar10 / 'cifar10'}"], max_samples=6)
     r = run_evaluation(args)["datasets"]["cifar10"]
     assert r["display_name"] == "CIFAR-10" and r["num_classes"] == 10 and r["num_samples"] == 6
     assert r["clean_accuracy"] == 1.0
     # --data_dir finds DATA_DIR/cifar10; the FARE protocol uses CLIP_benchmark's prompt ensemble.
-    fare = run_evaluation(_args(world, tmp_path / "fare", datasets=["cifar10"], data_dir=str(local_cifar10),
+    fare = run_evaluation(_args(eval_world, tmp_path / "fare", datasets=["cifar10"], data_dir=str(local_cifar10),
                                 protocol="fare", max_samples=6))
     assert len(fare["datasets"]["cifar10"]["prompt_templates"]) == 18
 
 
-def test_recipes_parse_to_the_published_protocols(world, tmp_path):
+def test_recipes_parse_to_the_published_protocols(eval_world, tmp_path):
     from tgazsr.data.registry import TGA16
     tga = ev.parse_eval_args([os.path.join(REPO, "recipes/eval_tga16.yaml"), "--model_name_or_path", "m"])
     assert ev.prepare_dataset.__module__ and tga.attacks == ["pgd"] and tga.eps == [1.0]
@@ -266,22 +258,22 @@ def test_recipes_parse_to_the_published_protocols(world, tmp_path):
     assert fare.attacks == ["autoattack"] and fare.eps == [2.0, 4.0] and fare.max_samples == 1000
     assert (fare.attack_settings("autoattack").version, fare.protocol) == ("fare", "fare")
     # The FARE recipe runs on a local dataset with the budgets of the tiny world.
-    code = evaluate_main([os.path.join(REPO, "recipes/eval_fare.yaml"), "--model_name_or_path", world["clip_a"],
-                    "--datasets", world["saved"], "--eps", "8", "--autoattack_n_iter", "3", "--max_samples", "6",
+    code = evaluate_main([os.path.join(REPO, "recipes/eval_fare.yaml"), "--model_name_or_path", eval_world["clip_a"],
+                    "--datasets", eval_world["saved"], "--eps", "8", "--autoattack_n_iter", "3", "--max_samples", "6",
                     "--output_dir", str(tmp_path), "--no_plot", "--num_workers", "0"])
     assert code == 0
     r = json.loads((tmp_path / "results.json").read_text())["datasets"]["saved"]
     assert r["autoattack"]["attacks"] == ["apgd-ce", "apgd-t"] and r["autoattack"]["n_target_classes"] == 3
 
 
-def test_evaluate_after_training_feeds_the_model_card(world, tmp_path):
+def test_evaluate_after_training_feeds_the_model_card(eval_world, tmp_path):
     from tgazsr.hub import _eval_results
 
     out = tmp_path / "trained"
-    shutil.copytree(world["clip_a"], out)
+    shutil.copytree(eval_world["clip_a"], out)
     cfg = SimpleNamespace(train_eps=8.0, eval_max_samples=4, per_device_eval_batch_size=4, device=torch.device("cpu"),
                           seed=0, eval_attack_steps=100, eval_attack_stepsize=1.0)
-    res = ev.evaluate_after_training(str(out), [world["saved"]], cfg)
+    res = ev.evaluate_after_training(str(out), [eval_world["saved"]], cfg)
     saved = res["benchmark"]["datasets"]["saved"]
     assert saved["num_samples"] == 4 and set(saved["robust"]) == {"pgd@8/255"}
     assert res["benchmark"]["settings"]["attack_settings"]["pgd"]["steps"] == 100
@@ -290,7 +282,7 @@ def test_evaluate_after_training_feeds_the_model_card(world, tmp_path):
     assert (out / "eval" / "results.json").is_file()
 
 
-def test_training_puts_benchmark_results_into_the_model_card(world, tiny_clip, saved_dataset, tmp_path):
+def test_training_puts_benchmark_results_into_the_model_card(eval_world, tiny_clip, saved_dataset, tmp_path):
     from tgazsr import train
 
     out = tmp_path / "run"
@@ -299,7 +291,7 @@ def test_training_puts_benchmark_results_into_the_model_card(world, tiny_clip, s
         "--output_dir", str(out), "--max_steps", "1", "--per_device_train_batch_size", "4", "--fp16", "false",
         "--use_cpu", "true", "--dataloader_num_workers", "0", "--warmup_steps", "0", "--save_strategy", "no",
         "--eval_max_samples", "4", "--eval_attack_steps", "1", "--report_to", "none",
-        "--eval_datasets", world["saved"],
+        "--eval_datasets", eval_world["saved"],
     ])
     bench = results["benchmark"]["datasets"]["saved"]
     assert bench["num_samples"] == 4 and set(bench["robust"]) == {"pgd@1/255"}
@@ -308,7 +300,7 @@ def test_training_puts_benchmark_results_into_the_model_card(world, tiny_clip, s
     assert json.loads((out / "train_results.json").read_text())["benchmark"]["datasets"]["saved"] == bench
 
 
-def test_compare_with_base_prints_both_models(world, tiny_clip, saved_dataset, tmp_path, capsys):
+def test_compare_with_base_prints_both_models(eval_world, tiny_clip, saved_dataset, tmp_path, capsys):
     from tgazsr import train
 
     out = tmp_path / "cmp"
@@ -317,7 +309,7 @@ def test_compare_with_base_prints_both_models(world, tiny_clip, saved_dataset, t
         "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4", "--fp16", "false",
         "--use_cpu", "true", "--dataloader_num_workers", "0", "--warmup_steps", "0", "--save_strategy", "no",
         "--learning_rate", "0.05", "--eval_max_samples", "4", "--eval_attack_steps", "2", "--report_to", "none",
-        "--eval_datasets", world["saved"], "--compare_with_base", "true",
+        "--eval_datasets", eval_world["saved"], "--compare_with_base", "true",
     ])
     base, trained = results["base_benchmark"], results["benchmark"]
     assert base["model_fingerprint"] != trained["model_fingerprint"]
@@ -326,7 +318,7 @@ def test_compare_with_base_prints_both_models(world, tiny_clip, saved_dataset, t
     assert "**average**" in table and table in capsys.readouterr().out
 
 
-def test_plot_places_several_results_side_by_side(main_run, world, tmp_path):
+def test_plot_places_several_results_side_by_side(main_run, eval_world, tmp_path):
     from tgazsr.evaluation import plot
 
     _, out = main_run
@@ -341,16 +333,16 @@ def test_plot_places_several_results_side_by_side(main_run, world, tmp_path):
         plot.plot_tradeoff([other], str(tmp_path / "x.png"), key="pgd@3/255")
 
 
-def test_visualize_writes_the_attention_figure(world, tmp_path):
+def test_visualize_writes_the_attention_figure(eval_world, tmp_path):
     from tgazsr.evaluation import visualize
 
     image = tmp_path / "img.png"
-    world["images"][0].save(image)
+    eval_world["images"][0].save(image)
     png = tmp_path / "attention.png"
-    code = visualize.main(["--model_name_or_path", world["clip_a"], "--image", str(image), "--label", "red square",
+    code = visualize.main(["--model_name_or_path", eval_world["clip_a"], "--image", str(image), "--label", "red square",
                            "--class_names", ",".join(CLEAN_NAMES), "--eps", "8", "--steps", "3", "--output", str(png)])
     assert code == 0 and png.stat().st_size > 1000
-    model, tok, _ = ev.load_model(EvalArguments(model_name_or_path=world["clip_a"]), torch.device("cpu"))
+    model, tok, _ = ev.load_model(EvalArguments(model_name_or_path=eval_world["clip_a"]), torch.device("cpu"))
     x = torch.rand(1, 3, 32, 32)
     pair = visualize.attention_pair(model, tok, x, "red square", CLEAN_NAMES, TEMPLATE, 8, 3, 2)
     for tag in ("clean", "adv"):
@@ -362,9 +354,9 @@ def test_visualize_writes_the_attention_figure(world, tmp_path):
         visualize.attention_pair(model, tok, x, "red square", None, TEMPLATE, 8, 3, 2)
 
 
-def test_two_processes_give_the_numbers_of_one(world, tmp_path):
+def test_two_processes_give_the_numbers_of_one(eval_world, tmp_path):
     kw = dict(attacks=["pgd", "cw"], eps=[8.0], max_samples=12, batch_size=4)
-    single = run_evaluation(_args(world, tmp_path / "one", **kw))
+    single = run_evaluation(_args(eval_world, tmp_path / "one", **kw))
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1",
                HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     import socket
@@ -373,7 +365,7 @@ def test_two_processes_give_the_numbers_of_one(world, tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
-           "-m", "tgazsr.evaluate", "--model_name_or_path", world["clip_a"], "--datasets", world["saved"],
+           "-m", "tgazsr.evaluate", "--model_name_or_path", eval_world["clip_a"], "--datasets", eval_world["saved"],
            "--attacks", "pgd", "cw", "--eps", "8", "--pgd_steps", "3", "--cw_steps", "3", "--max_samples", "12",
            "--batch_size", "4", "--output_dir", str(tmp_path / "two"), "--no_plot"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)

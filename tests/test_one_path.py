@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from conftest import CLASS_NAMES
-from evaluate_world import get_world, one_thread
 from tgazsr import losses
 from tgazsr.attacks import AttackSpec, register_attack, unregister_attack
 from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
@@ -33,18 +32,11 @@ from tgazsr.recipes import parse_recipe
 from tgazsr.train import build_trainer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    yield from one_thread()
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return get_world(tmp_path_factory)
-
-
-def _args(world, out, **kw) -> EvalArguments:
-    base = dict(model_name_or_path=world["clip_a"], datasets=[world["saved"]], attacks=["pgd"], eps=[8.0],
+def _args(eval_world, out, **kw) -> EvalArguments:
+    base = dict(model_name_or_path=eval_world["clip_a"], datasets=[eval_world["saved"]], attacks=["pgd"], eps=[8.0],
                 attack_options={"pgd": {"steps": 3}}, batch_size=8, max_samples=8, output_dir=str(out), plot=False,
                 sanity_samples=8)
     base.update(kw)
@@ -126,8 +118,8 @@ def nudge_attack():
     unregister_attack("nudge")
 
 
-def test_an_attack_defined_in_a_test_is_evaluated(world, tmp_path, nudge_attack):
-    args = _args(world, tmp_path, attacks=["pgd", "nudge"], attack_options={"pgd": {"steps": 3},
+def test_an_attack_defined_in_a_test_is_evaluated(eval_world, tmp_path, nudge_attack):
+    args = _args(eval_world, tmp_path, attacks=["pgd", "nudge"], attack_options={"pgd": {"steps": 3},
                                                                             "nudge": {"fraction": 0.5}})
     r = run_evaluation(args)["datasets"]["saved"]
     assert set(r["robust"]) == {"pgd@8/255", "nudge@8/255", "worst@8/255"}
@@ -139,14 +131,14 @@ def test_an_attack_defined_in_a_test_is_evaluated(world, tmp_path, nudge_attack)
         EvalArguments(attacks=["nudge"], attack_options={"nudge": {"strength": 2}})
 
 
-def test_an_attack_that_cheats_its_budget_is_refused(world, tmp_path):
+def test_an_attack_that_cheats_its_budget_is_refused(eval_world, tmp_path):
     def cheat(model, x, labels, eps, settings, context):
         return (x + 2 * eps).clamp(0, 1)
 
     register_attack(AttackSpec("cheat", NudgeSettings, cheat))
     try:
         with pytest.raises(RuntimeError, match="exceeded its budget"):
-            run_evaluation(_args(world, tmp_path, attacks=["cheat"]))
+            run_evaluation(_args(eval_world, tmp_path, attacks=["cheat"]))
     finally:
         unregister_attack("cheat")
 
@@ -154,28 +146,28 @@ def test_an_attack_that_cheats_its_budget_is_refused(world, tmp_path):
 # --- guards -------------------------------------------------------------------------------------
 
 
-def test_a_model_with_nan_weights_is_refused_by_name(world, tmp_path):
+def test_a_model_with_nan_weights_is_refused_by_name(eval_world, tmp_path):
     bad = tmp_path / "nan_clip"
-    shutil.copytree(world["clip_a"], bad)
+    shutil.copytree(eval_world["clip_a"], bad)
     weights = load_file(bad / "model.safetensors")
     weights = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in weights.items()}
     save_file(weights, bad / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(NonFiniteError, match=f"{bad}.*non-finite weights"):
-        run_evaluation(_args(world, tmp_path / "out", model_name_or_path=str(bad)))
+        run_evaluation(_args(eval_world, tmp_path / "out", model_name_or_path=str(bad)))
     assert not (tmp_path / "out" / "results.json").exists()  # nothing was scored
 
 
-def test_non_finite_logits_stop_the_evaluation(world, tmp_path, monkeypatch):
+def test_non_finite_logits_stop_the_evaluation(eval_world, tmp_path, monkeypatch):
     from tgazsr.modeling import ZeroShotCLIP
 
     original = ZeroShotCLIP.classify
     monkeypatch.setattr(ZeroShotCLIP, "classify", lambda self, x, t: original(self, x, t) * float("nan"))
     with pytest.raises(NonFiniteError, match="non-finite logits on clean images"):
-        run_evaluation(_args(world, tmp_path))
+        run_evaluation(_args(eval_world, tmp_path))
 
 
-def test_sanity_record_passes_on_a_sound_run_and_warns_on_a_masked_one(world, tmp_path, monkeypatch, caplog):
-    sound = run_evaluation(_args(world, tmp_path / "sound", eps=[4.0, 8.0]))["datasets"]["saved"]["sanity"]
+def test_sanity_record_passes_on_a_sound_run_and_warns_on_a_masked_one(eval_world, tmp_path, monkeypatch, caplog):
+    sound = run_evaluation(_args(eval_world, tmp_path / "sound", eps=[4.0, 8.0]))["datasets"]["saved"]["sanity"]
     assert sound["passed"] and sound["robust_le_clean"] and sound["monotone_in_eps"]
     assert sound["large_eps"]["robust_accuracy"] <= 0.1 and sound["large_eps"]["num_samples"] == 8
     # A model whose gradient is zero (a step function in front of it) masks every gradient attack.
@@ -188,7 +180,7 @@ def test_sanity_record_passes_on_a_sound_run_and_warns_on_a_masked_one(world, tm
         return original(self, quantized * 0 + quantized.detach(), **kw)
 
     monkeypatch.setattr(ZeroShotCLIP, "forward", masked)
-    res = run_evaluation(_args(world, tmp_path / "masked"))["datasets"]["saved"]
+    res = run_evaluation(_args(eval_world, tmp_path / "masked"))["datasets"]["saved"]
     assert not res["sanity"]["passed"]
     assert any("raised the margin" in w for w in res["sanity"]["warnings"])
     assert "SANITY CHECK FAILED" in caplog.text
@@ -242,20 +234,20 @@ def test_every_setting_but_the_documented_ones_is_in_the_cache_key():
     assert "batch_size" in keyed_settings(base) and "batch_size" not in keyed_settings(only_pgd)
 
 
-def test_a_changed_setting_recomputes_and_a_batch_size_reuses(world, tmp_path, monkeypatch):
+def test_a_changed_setting_recomputes_and_a_batch_size_reuses(eval_world, tmp_path, monkeypatch):
     calls = []
     original = harness.evaluate_dataset
     monkeypatch.setattr(harness, "evaluate_dataset", lambda *a, **k: calls.append(1) or original(*a, **k))
-    first = run_evaluation(_args(world, tmp_path))
+    first = run_evaluation(_args(eval_world, tmp_path))
     assert len(calls) == 1
-    run_evaluation(_args(world, tmp_path, attack_options={"pgd": {"steps": 4}}))
-    run_evaluation(_args(world, tmp_path, attack_options={"pgd": {"steps": 3, "step_size": 2.0}}))
-    run_evaluation(_args(world, tmp_path, sanity_samples=4))
-    run_evaluation(_args(world, tmp_path, worst_case=False, attacks=["pgd", "cw"]))
+    run_evaluation(_args(eval_world, tmp_path, attack_options={"pgd": {"steps": 4}}))
+    run_evaluation(_args(eval_world, tmp_path, attack_options={"pgd": {"steps": 3, "step_size": 2.0}}))
+    run_evaluation(_args(eval_world, tmp_path, sanity_samples=4))
+    run_evaluation(_args(eval_world, tmp_path, worst_case=False, attacks=["pgd", "cw"]))
     assert len(calls) == 5
-    again = run_evaluation(_args(world, tmp_path, batch_size=3, num_workers=0))  # cannot change a number
+    again = run_evaluation(_args(eval_world, tmp_path, batch_size=3, num_workers=0))  # cannot change a number
     assert len(calls) == 5 and again["datasets"]["saved"]["robust"] == first["datasets"]["saved"]["robust"]
-    fresh = run_evaluation(_args(world, tmp_path / "fresh", batch_size=3))  # and indeed it does not
+    fresh = run_evaluation(_args(eval_world, tmp_path / "fresh", batch_size=3))  # and indeed it does not
     assert fresh["datasets"]["saved"]["robust"] == first["datasets"]["saved"]["robust"]
     assert fresh["datasets"]["saved"]["clean_accuracy"] == first["datasets"]["saved"]["clean_accuracy"]
 
