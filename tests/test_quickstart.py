@@ -11,7 +11,7 @@ import pytest
 
 from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
 from tgazsr.recipes import parse_recipe
-from tgazsr.synthetic import WORLD_EPS
+from tgazsr.world import WORLD_EPS
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "recipes" / "quickstart.yaml")

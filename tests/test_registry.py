@@ -468,3 +468,195 @@ def test_count_only_datasets_still_check_the_count():
 def test_module_exports():
     for symbol in reg.__all__:
         assert hasattr(reg, symbol), symbol
+
+
+# --- prompt templates as data ----------------------------------------------------------------
+
+
+def test_clip_benchmark_templates_are_shipped_json():
+    import json
+
+    path = reg.TEMPLATES_DIR / "clip_benchmark.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    loaded = reg.load_templates("clip_benchmark")
+    assert loaded == {k: tuple(v) for k, v in raw.items()} and loaded == reg.load_templates()
+    assert set(loaded) == {
+        "cifar", "stl10", "food101", "pets", "flowers", "dtd", "eurosat", "fgvc_aircraft", "caltech101", "cars",
+        "pcam", "imagenet1k", "sun397",
+    }
+    assert all(v and all("{}" in t and "{c}" not in t for t in v) for v in loaded.values())
+    # every FARE ensemble of the table is one of the file's lists, and the file's lists are all used
+    used = {tuple(prompt_templates(n, "fare")) for n in TABLE_ORDER}
+    assert used == set(loaded.values())
+    assert tuple(prompt_templates("imagenet", "fare")) == loaded["imagenet1k"]
+    assert tuple(prompt_templates("stanford_cars", "fare")) == loaded["cars"]
+    loaded["cifar"] = ()  # a copy: the registry's data cannot be changed through it
+    assert reg.load_templates()["cifar"] and len(prompt_templates("cifar10", "fare")) == 18
+    with pytest.raises(FileNotFoundError, match="no_such_file"):
+        reg.load_templates("no_such_file")
+
+
+def test_templates_are_package_data():
+    from pathlib import Path
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    line = next(line for line in pyproject.splitlines() if line.startswith("tgazsr = ["))
+    assert '"data/templates/*.json"' in line and '"data/classnames/*.txt"' in line
+
+
+# --- collections ---------------------------------------------------------------------------
+
+
+def test_collections():
+    import yaml
+    from pathlib import Path
+
+    assert reg.collection("tga16") == TGA16 == TABLE_ORDER
+    assert reg.collection("TGA-16") == TGA16
+    recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes" / "eval_fare.yaml").read_text())
+    assert reg.collection("fare") == recipe["datasets"]
+    assert all(isinstance(v, tuple) for v in reg.COLLECTIONS.values())
+    assert reg.collection("cifar10") is None and reg.collection("no-such-collection") is None
+    world = reg.collection("world")  # registered by tgazsr.world, imported on first need
+    assert world == ["world_shapes", "world_colours", "world_textures", "world_novel_pairs", "world_sizes"]
+    assert all(get_benchmark(n).hub_id is None for n in world)
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Entries registered in a test vanish after it."""
+    monkeypatch.setattr(reg, "REGISTRY", dict(reg.REGISTRY))
+    monkeypatch.setattr(reg, "_LOOKUP", dict(reg._LOOKUP))
+    monkeypatch.setattr(reg, "COLLECTIONS", dict(reg.COLLECTIONS))
+    return reg
+
+
+def test_register_collection(scratch_registry):
+    assert reg.register_collection("small", ["CIFAR-10", "stl10"]) == ("cifar10", "stl10")
+    assert reg.collection("small") == ["cifar10", "stl10"]
+    assert reg.register_collection("small", ["cifar10", "stl10"]) == ("cifar10", "stl10")  # same again: fine
+    with pytest.raises(ValueError, match="different collection"):
+        reg.register_collection("small", ["cifar10"])
+    with pytest.raises(ValueError, match="Unknown benchmark"):
+        reg.register_collection("bad", ["cifar10", "mnist-xyz-qqq"])
+    with pytest.raises(ValueError, match="name of a dataset"):
+        reg.register_collection("cifar10", ["stl10"])
+    with pytest.raises(ValueError, match="twice"):
+        reg.register_collection("twice", ["stl10", "STL-10"])
+
+
+# --- entries with inline class names, not on the Hub ------------------------------------------------
+
+
+def _local_entry(**overrides):
+    fields = dict(
+        name="toy_local",
+        display_name="Toy (local)",
+        hub_id=None,
+        split="test",
+        image_column="image",
+        label_column="label",
+        num_classes=3,
+        templates=("a drawing of a {}.",),
+        class_names=("Red_Square", "green circle", "blue-triangle"),
+        resize=SQUARE,
+    )
+    fields.update(overrides)
+    return reg.BenchmarkDataset(**fields)
+
+
+def test_inline_names_entry(scratch_registry):
+    spec = reg.register_benchmark(_local_entry())
+    assert get_benchmark("toy_local") is spec and get_benchmark("Toy-Local") is spec
+    assert spec.local_only and spec.hub_id is None and spec.class_names_file is None
+    assert "toy_local" not in BENCHMARKS and "toy_local" not in TGA16  # the table stays the table
+    names = ["Red_Square", "green circle", "blue-triangle"]
+    assert class_names("toy_local") == class_names("toy_local", "fare") == names  # verbatim, no cleaning
+    assert load_class_names("toy_local") == load_class_names("toy_local", fare=True) == names
+    assert prompt_templates("toy_local") == prompt_templates("toy_local", "fare") == ["a drawing of a {}."]
+    assert label_map("toy_local") is None and label_map("toy_local", "fare") is None
+    assert spec.num_classes_for("fare") == 3
+    # the data's ClassLabel names: same order, another order (re-ordered by normalized name)
+    assert class_names("toy_local", hub_names=["red square", "Green-Circle", "blue triangle"]) == names
+    hub = ["blue triangle", "red square", "green circle"]
+    assert class_names("toy_local", hub_names=hub) == ["blue-triangle", "Red_Square", "green circle"]
+    assert class_names("toy_local", "fare", hub_names=hub) == ["blue-triangle", "Red_Square", "green circle"]
+    assert label_map("toy_local", hub_names=hub) is None
+
+
+def test_inline_names_mismatch_is_an_error(scratch_registry):
+    reg.register_benchmark(_local_entry())
+    with pytest.raises(ValueError, match="do not match the registered list"):
+        class_names("toy_local", hub_names=["red square", "green circle", "purple star"])
+    with pytest.raises(ValueError, match="do not match"):
+        label_map("toy_local", hub_names=["red square", "green circle", "purple star"])
+    with pytest.raises(ValueError, match="expects 3"):
+        class_names("toy_local", hub_names=["red square", "green circle"])
+    positional = reg.register_benchmark(_local_entry(name="toy_positional", hub_check="positional"))
+    with pytest.raises(ValueError, match="differ"):
+        class_names(positional, hub_names=["green circle", "red square", "blue triangle"])
+    repeated = reg.register_benchmark(
+        _local_entry(name="toy_repeated", class_names=("red square", "Red-Square", "blue triangle"))
+    )
+    with pytest.raises(ValueError, match="not unique"):
+        class_names(repeated, hub_names=["blue triangle", "red square", "red square"])
+
+
+def test_inline_fixed_prompts_and_fare_templates(scratch_registry):
+    spec = _local_entry(
+        name="toy_fixed", num_classes=2, class_names=("small", "large"),
+        templates=("a small thing.", "a large thing."),
+    )
+    assert prompt_templates(spec) == prompt_templates(spec, "fare") == ["a small thing.", "a large thing."]
+    spec = _local_entry(name="toy_fare", fare_templates=("a photo of a {}.", "art of a {}."))
+    assert prompt_templates(spec, "fare") == ["a photo of a {}.", "art of a {}."]
+    assert prompt_templates(spec) == ["a drawing of a {}."]
+    as_lists = _local_entry(templates=["a drawing of a {}."], class_names=["Red_Square", "green circle", "blue-triangle"])
+    assert as_lists == _local_entry() and hash(as_lists) == hash(_local_entry())  # lists become tuples
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (dict(num_classes=4), "3 class names for num_classes=4"),
+        (dict(class_names_file="cifar10.txt"), "not both"),
+        (dict(wnid_labels=True), "wnid_labels"),
+        (dict(class_names=("a", "", "c")), "non-empty"),
+        (dict(templates=("a small thing.",)), "1 fixed tga prompts for 3 classes"),
+        (dict(templates=("a {}.", "a fixed prompt.")), "mix of templates"),
+        (dict(templates=()), "at least one prompt template"),
+        (dict(hub_id=""), "hub_id"),
+        (dict(resize="crop"), "resize"),
+    ],
+)
+def test_invalid_entries_are_errors(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _local_entry(**overrides)
+
+
+def test_register_benchmark_duplicates(scratch_registry):
+    spec = reg.register_benchmark(_local_entry())
+    assert reg.register_benchmark(_local_entry()) is spec  # the same entry again: a no-op
+    with pytest.raises(ValueError, match="already registered as 'toy_local'"):
+        reg.register_benchmark(_local_entry(display_name="Another toy"))
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register_benchmark(_local_entry(name="Toy-Local", display_name="Another toy"))  # same normalized name
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register_benchmark(_local_entry(name="cifar10"))
+    with pytest.raises(ValueError, match="alias of 'oxford_pets'"):
+        reg.register_benchmark(_local_entry(name="pets"))
+    with pytest.raises(ValueError, match="name of a collection"):
+        reg.register_benchmark(_local_entry(name="tga16"))
+    with pytest.raises(TypeError):
+        reg.register_benchmark({"name": "toy"})
+    assert get_benchmark("toy_local") is spec and BENCHMARKS["cifar10"].hub_id == "uoft-cs/cifar10"
+
+
+def test_unknown_names_load_registering_modules(monkeypatch):
+    """A miss imports the provider modules once, then looks again."""
+    monkeypatch.setattr(reg, "_PROVIDERS_LOADED", set())
+    monkeypatch.setattr(reg, "_PROVIDERS", ("tgazsr.world", "tgazsr_no_such_module"))
+    with pytest.raises(ValueError, match="Unknown benchmark"):
+        get_benchmark("mnist-xyz-qqq")
+    assert reg._PROVIDERS_LOADED == {"tgazsr.world", "tgazsr_no_such_module"}  # a broken provider is skipped
+    assert get_benchmark("world_shapes").name == "world_shapes"

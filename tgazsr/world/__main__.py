@@ -1,0 +1,102 @@
+"""``python -m tgazsr.world``: build (or reuse) the offline world, say where it is, report its model.
+
+The report is the evaluation harness's (``tgazsr.evaluation.run_evaluation``): clean and
+PGD accuracy of the base model on the held-out sets at the world's eps, written with its
+results.md under ``<root>/report`` and printed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from typing import Sequence
+
+from .build import build_world
+from .pretraining import torch_threads
+from .spec import WorldSpec
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tgazsr.world",
+        description="Build the offline world (data + tiny CLIP) and report its base model's accuracy.",
+    )
+    parser.add_argument("--root", default=None, help="where to build (default: $TGAZSR_HOME/world-<version>-seed<seed>)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the world")
+    parser.add_argument("--small", action="store_true", help="the reduced unit-test world (seconds)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if a complete world exists")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the idle cores)")
+    parser.add_argument("--steps", type=int, default=None, help="PGD steps of the report (default 20; 3 with --small)")
+    parser.add_argument("--max_samples", type=int, default=None, help="images per evaluation set in the report (default: all)")
+    parser.add_argument("--no-report", dest="no_report", action="store_true", help="build only")
+    return parser.parse_args(argv)
+
+
+def report(paths, steps: int, max_samples: int | None = None, threads: int | None = None) -> dict:
+    """The harness's clean and PGD-``steps`` (step eps/4) accuracy of the world's model on its
+    held-out sets at the world's eps; writes ``<root>/report``."""
+    from ..evaluation import EvalArguments, run_evaluation
+
+    args = EvalArguments(
+        model_name_or_path=paths.model,
+        datasets=paths.eval_entries(),
+        attacks=["pgd"],
+        eps=[paths.eps],
+        attack_options={"pgd": {"steps": steps, "step_size": paths.eps / 4}},
+        max_samples=max_samples,
+        batch_size=200,
+        output_dir=os.path.join(paths.root, "report"),
+        plot=False,
+    )
+    with torch_threads(threads):
+        return run_evaluation(args)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Build, print the paths, and (unless ``--no-report``) print the report's results.md.
+
+    Returns the harness's results (an empty dict with ``--no-report``)."""
+    import logging
+
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    spec = WorldSpec.reduced() if args.small else WorldSpec()
+    if args.threads:
+        spec = dataclasses.replace(spec, threads=args.threads)
+    paths = build_world(args.root, seed=args.seed, small=args.small, force=args.force, spec=spec)
+
+    print(f"root:     {paths.root}")
+    print(f"model:    {paths.model}")
+    print(f"train:    {paths.train}")
+    print(f"pretrain: {paths.pretrain}")
+    for name, path in paths.eval.items():
+        print(f"eval/{name}: {path}")
+    print(f"eps:      {paths.eps:g}/255")
+    print("harness datasets: " + " ".join(paths.eval_entries()))
+    info_path = os.path.join(paths.model, "pretraining.json")
+    if os.path.exists(info_path):
+        with open(info_path) as f:
+            info = json.load(f)
+        print(
+            f"pretraining: {info['steps']} steps, {info['pretrain_seconds']:.1f} s wall "
+            f"({info.get('pretrain_cpu_seconds', float('nan')):.1f} s CPU) on {info['threads']} thread(s)"
+        )
+    if args.no_report:
+        return {}
+
+    steps = args.steps if args.steps is not None else (3 if args.small else 20)
+    results = report(paths, steps, args.max_samples, args.threads)
+    results_md = os.path.join(paths.root, "report", "results.md")
+    print()
+    if os.path.exists(results_md):
+        with open(results_md, encoding="utf-8") as f:
+            print(f.read().rstrip())
+    else:  # the harness wrote no table: the averages at least
+        print(f"average: {json.dumps(results.get('average'), default=str)}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
