@@ -71,7 +71,7 @@ def run_one(method: str, seed: int, out_root: str, extra: list[str]) -> dict:
         bench = evaluate_after_training(out, cfg.eval_datasets, cfg, model_name_or_path=model_args.model_name_or_path,
                                         results_dir=os.path.join(out, "eval"))["benchmark"]
     else:
-        bench = train.main(argv)["benchmark"]
+        bench = train.main([*argv, "--overwrite_output_dir", "true"])["benchmark"]  # an unfinished run restarts
     os.makedirs(out, exist_ok=True)
     with open(marker + ".tmp", "w") as f:
         json.dump({"argv": argv, "benchmark": bench}, f)

@@ -35,12 +35,23 @@ EXPECTED_TERMS = {
 
 
 def tiny_args(tiny_clip, data, out, *extra):
-    return [
+    """A tiny run's flags; a flag in ``extra`` replaces the default (a flag given twice is an error)."""
+    defaults = [
         "--model_name_or_path", tiny_clip, "--dataset_name", data, "--output_dir", str(out),
         "--max_steps", "2", "--per_device_train_batch_size", "4", "--fp16", "false", "--use_cpu", "true",
         "--logging_steps", "1", "--dataloader_num_workers", "0", "--warmup_steps", "0", "--save_strategy", "no",
-        "--eval_max_samples", "4", "--eval_attack_steps", "2", "--report_to", "none", *extra,
+        "--eval_max_samples", "4", "--eval_attack_steps", "2", "--report_to", "none",
     ]
+    flags: dict[str, list[str]] = {}
+    for args in (defaults, list(extra)):
+        key = None
+        for arg in args:
+            if arg.startswith("--"):
+                key = arg
+                flags[key] = []
+            else:
+                flags[key].append(arg)
+    return [item for key, values in flags.items() for item in (key, *values)]
 
 
 def parse(argv):
@@ -139,7 +150,7 @@ def test_saved_checkpoint_loads_without_tgazsr(tiny_clip, saved_dataset, tmp_pat
 
 def test_imagenet_normalization_is_saved_in_the_image_processor(tiny_clip, saved_dataset, tmp_path):
     out = tmp_path / "pmg"
-    main([str(RECIPES / "pmg_aft.yaml"), *tiny_args(tiny_clip, saved_dataset, out), "--eval_max_samples", "0"])
+    main([str(RECIPES / "pmg_aft.yaml"), *tiny_args(tiny_clip, saved_dataset, out, "--eval_max_samples", "0")])
     config = json.loads((out / "processor_config.json").read_text())
     image_config = config.get("image_processor", config)
     assert image_config["image_mean"] == [0.485, 0.456, 0.406] and image_config["image_std"] == [0.229, 0.224, 0.225]
@@ -165,8 +176,8 @@ print("OK")
 
 def test_lora_saves_merged_plain_model(tiny_clip, saved_dataset, tmp_path):
     out = tmp_path / "lora"
-    main([str(RECIPES / "tga_zsr.yaml"), *tiny_args(tiny_clip, saved_dataset, out),
-          "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "0.05"])
+    main([str(RECIPES / "tga_zsr.yaml"), *tiny_args(tiny_clip, saved_dataset, out,
+          "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "0.05")])
     weights = load_file(out / "model.safetensors")
     assert not any("lora" in k for k in weights)
     base = load_file(Path(tiny_clip) / "model.safetensors")
@@ -178,12 +189,11 @@ def test_lora_saves_merged_plain_model(tiny_clip, saved_dataset, tmp_path):
 
 
 def _one_step_vision(tiny_clip, data, out, batch, accumulation, method="tga_zsr", extra=()):
-    model_args, data_args, cfg = parse([
-        str(RECIPES / f"{method}.yaml"), *tiny_args(tiny_clip, data, out),
-        "--max_steps", "1", "--per_device_train_batch_size", str(batch),
+    model_args, data_args, cfg = parse([str(RECIPES / f"{method}.yaml"), *tiny_args(
+        tiny_clip, data, out, "--max_steps", "1", "--per_device_train_batch_size", str(batch),
         "--gradient_accumulation_steps", str(accumulation), "--train_random_start", "false",
         "--learning_rate", "0.01", "--optim_args", "momentum=0.0", "--max_grad_norm", "0", *extra,
-    ])
+    )])
     trainer, _, _ = build_trainer(model_args, data_args, cfg)
     trainer.train()
     return {k: v.clone() for k, v in trainer.model.clip.state_dict().items() if k.startswith("vision_model.")}
@@ -213,8 +223,8 @@ def test_resume_from_checkpoint_continues_exactly(tiny_clip, saved_dataset, tmp_
 
     def run(out, resume=None, save=True, stop=False):
         model_args, data_args, cfg = parse([
-            str(RECIPES / "tga_zsr.yaml"), *tiny_args(tiny_clip, saved_dataset, out),
-            "--max_steps", "3", "--save_strategy", "steps" if save else "no", "--save_steps", "1",
+            str(RECIPES / "tga_zsr.yaml"), *tiny_args(tiny_clip, saved_dataset, out, "--max_steps", "3",
+                                                      "--save_strategy", "steps" if save else "no", "--save_steps", "1"),
         ])
         trainer, _, _ = build_trainer(model_args, data_args, cfg)
         if stop:
@@ -238,8 +248,8 @@ def test_crash_leaves_a_resumable_checkpoint(tiny_clip, saved_dataset, tmp_path)
                 raise RuntimeError("simulated crash")
 
     out = tmp_path / "crash"
-    model_args, data_args, cfg = parse([str(RECIPES / "tga_zsr.yaml"), *tiny_args(tiny_clip, saved_dataset, out),
-                                        "--max_steps", "4"])
+    model_args, data_args, cfg = parse([str(RECIPES / "tga_zsr.yaml"), *tiny_args(tiny_clip, saved_dataset, out,
+                                                                                   "--max_steps", "4")])
     trainer, _, _ = build_trainer(model_args, data_args, cfg)
     trainer.add_callback(Boom())
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -247,6 +257,6 @@ def test_crash_leaves_a_resumable_checkpoint(tiny_clip, saved_dataset, tmp_path)
     assert (out / "checkpoint-2" / "model.safetensors").is_file()
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
-    results = main([str(RECIPES / "tga_zsr.yaml"), *tiny_args(tiny_clip, saved_dataset, out),
-                    "--max_steps", "4", "--resume_from_checkpoint", "true"])
+    results = main([str(RECIPES / "tga_zsr.yaml"), *tiny_args(tiny_clip, saved_dataset, out, "--max_steps", "4",
+                                                               "--resume_from_checkpoint", "true")])
     assert results is not None and (out / "model.safetensors").is_file()

@@ -15,7 +15,10 @@ from transformers import TrainingArguments
 from .attention import ATTENTION_NORMS
 from .losses import DISTANCE_METRICS
 from .methods import METHODS, get_method
+from .modeling import PIXEL_NORMALIZATIONS
 from .objectives import OBJECTIVES
+from .errors import budget_unit_problem
+from .recipes import RecipeError, raise_problems
 
 
 @dataclass
@@ -53,6 +56,13 @@ class ModelArguments:
             "(q_proj, k_proj, v_proj, out_proj, fc1, fc2 under vision_model)."
         },
     )
+
+    def __post_init__(self):
+        if self.pixel_normalization not in PIXEL_NORMALIZATIONS:
+            raise RecipeError(
+                f"pixel_normalization = {self.pixel_normalization!r}: choose one of {', '.join(PIXEL_NORMALIZATIONS)} "
+                "(--pixel_normalization clip is CLIP's own mean/std)."
+            )
 
 
 @dataclass
@@ -116,6 +126,24 @@ class DataArguments:
         default=False, metadata={"help": "The reduced synthetic world of the unit tests (seconds to build)."}
     )
 
+    def __post_init__(self):
+        raise_problems(self.problems())
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings alone (empty: nothing)."""
+        problems = []
+        if "{}" not in self.prompt_template:
+            problems.append(
+                f"prompt_template = {self.prompt_template!r} has no '{{}}' for the class name: every class would get "
+                "the same prompt. Write it with '{}', e.g. --prompt_template 'This is a photo of a {}'."
+            )
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            problems.append(
+                f"max_train_samples = {self.max_train_samples} leaves nothing to train on. Leave it unset to train "
+                "on every sample, or set N >= 1."
+            )
+        return problems
+
 
 @dataclass
 class RobustTrainingConfig(TrainingArguments):
@@ -132,6 +160,15 @@ class RobustTrainingConfig(TrainingArguments):
     train_stepsize: float = field(default=1.0, metadata={"help": "Training attack: step size, in units of 1/255."})
     train_random_start: bool = field(
         default=True, metadata={"help": "Training attack: start from a uniform random point of the eps-ball."}
+    )
+    allow_extreme_budget: bool = field(
+        default=False,
+        metadata={
+            "help": "Accept budgets that look like a mistake: train_eps, train_stepsize or eval_attack_stepsize in "
+            "(0, 0.5) (a fraction of 1 where units of 1/255 are meant: write 1 for 1/255) or above 255 (beyond "
+            "the pixel range), and train_eps 0 or train_stepsize 0 for an adversarial method. Without it they are "
+            "errors."
+        },
     )
     attack_loss: str | None = field(
         default=None,
@@ -204,6 +241,21 @@ class RobustTrainingConfig(TrainingArguments):
             "(comparison.md in output_dir)."
         },
     )
+    nonfinite_loss: str = field(
+        default="stop",
+        metadata={
+            "help": "A step whose loss is NaN or infinite: 'stop' the run there (before the update; the weights "
+            "stay finite and the last checkpoint is kept) or 'skip' the step (no gradient from that batch; counted "
+            "as nonfinite_steps in the logs; single process only)."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace another run's results in output_dir (weights, checkpoints, evaluations). Without it "
+            "such a folder is refused, unless the run resumes from it."
+        },
+    )
     eval_datasets: list[str] | None = field(
         default=None,
         metadata={
@@ -221,12 +273,112 @@ class RobustTrainingConfig(TrainingArguments):
             raise ValueError(f"distance_metric must be one of {DISTANCE_METRICS}, got {self.distance_metric!r}.")
         if self.attention_norm not in ATTENTION_NORMS:
             raise ValueError(f"attention_norm must be one of {ATTENTION_NORMS}, got {self.attention_norm!r}.")
+        if self.nonfinite_loss not in ("stop", "skip"):
+            raise ValueError(f"nonfinite_loss must be 'stop' or 'skip', got {self.nonfinite_loss!r}.")
         if self.kl_reduction not in ("sum", "mean"):
             raise ValueError(f"kl_reduction must be 'sum' or 'mean', got {self.kl_reduction!r}.")
         if self.attack_loss is not None and self.attack_loss not in OBJECTIVES:
             raise ValueError(f"attack_loss must be one of {', '.join(OBJECTIVES)}, got {self.attack_loss!r}.")
         if self.train_eps < 0 or self.train_numsteps < 0 or self.train_stepsize < 0:
             raise ValueError("train_eps, train_numsteps and train_stepsize must be >= 0.")
+        raise_problems(training_problems(self))
         # Image columns must reach the collator.
         self.remove_unused_columns = False
         super().__post_init__()
+
+    def check_recipe(self, parsed: tuple) -> None:
+        """Called by ``parse_recipe`` with every parsed group: the checks that span groups."""
+        model_args = next((p for p in parsed if isinstance(p, ModelArguments)), None)
+        data_args = next((p for p in parsed if isinstance(p, DataArguments)), None)
+        if model_args is not None and data_args is not None:
+            validate(model_args, data_args, self)
+
+
+# --- validation of the whole recipe, before any model or data is loaded ---------------------------
+
+def evaluation_requested(data_args: DataArguments | None, cfg: RobustTrainingConfig) -> bool:
+    """Whether training ends with an evaluation: eval_datasets, or the check on eval_split."""
+    if cfg.eval_datasets:
+        return True
+    return data_args is not None and bool(data_args.eval_split) and cfg.eval_max_samples > 0
+
+
+def training_problems(cfg: RobustTrainingConfig, data_args: DataArguments | None = None) -> list[str]:
+    """What is wrong with the training settings alone (``data_args`` refines when evaluation runs)."""
+    problems = []
+    method = get_method(cfg.method)
+    override = "--allow_extreme_budget true"
+    if not cfg.allow_extreme_budget:
+        for name in ("train_eps", "train_stepsize", "eval_attack_stepsize"):
+            problem = budget_unit_problem(name, float(getattr(cfg, name)), override=override)
+            if problem:
+                problems.append(problem)
+    if method.adversarial:
+        if cfg.train_eps > 0 and cfg.train_numsteps == 0:
+            problems.append(
+                f"train_numsteps = 0 with method {cfg.method}, which trains on adversarial images: no attack step "
+                f"would run, so it would train on (randomly perturbed) clean images and train_eps = {cfg.train_eps:g} "
+                "would mean nothing. Set --train_numsteps 1 or more (the reference runs 2), or use --method ft_clean "
+                "for clean fine-tuning."
+            )
+        if cfg.train_eps == 0 and not cfg.allow_extreme_budget:
+            problems.append(
+                f"train_eps = 0 with method {cfg.method}, which trains on adversarial images: the attack would have "
+                f"no budget and it would train on clean images. Set --train_eps in units of 1/255 (1 for 1/255), use "
+                f"--method ft_clean for clean fine-tuning, or add {override} to train at eps 0 on purpose."
+            )
+        elif cfg.train_stepsize == 0 and cfg.train_numsteps > 0 and not cfg.allow_extreme_budget:
+            problems.append(
+                f"train_stepsize = 0 with method {cfg.method}: the attack's steps would not move the image. Set "
+                f"--train_stepsize in units of 1/255 (1 for 1/255), or add {override} to use it on purpose."
+            )
+    if cfg.max_steps == 0:
+        problems.append(
+            "max_steps = 0 would train nothing (yet still run a step and save a checkpoint). Set --max_steps to the "
+            "number of optimizer steps, or -1 (the default) to train for num_train_epochs."
+        )
+    if cfg.learning_rate < 0:
+        problems.append(
+            f"learning_rate = {cfg.learning_rate:g} is negative: each step would climb the loss instead of lowering "
+            "it. Set --learning_rate to a positive value (the reference uses 1e-4)."
+        )
+    if cfg.eval_max_samples < 0:
+        problems.append(
+            f"eval_max_samples = {cfg.eval_max_samples} is negative. Set it to N >= 1 (the first N samples), or 0 "
+            "(skip the check on eval_split; every sample of eval_datasets)."
+        )
+    if cfg.eval_attack_steps < 1 and evaluation_requested(data_args, cfg):
+        where = "eval_datasets" if cfg.eval_datasets else f"eval_split {data_args.eval_split!r}"
+        problems.append(
+            f"eval_attack_steps = {cfg.eval_attack_steps} with an evaluation at the end of training (on {where}): "
+            "no attack step would run and robust accuracy would be clean accuracy. Set --eval_attack_steps 1 or "
+            "more (100 in the TGA protocol), or skip the evaluation (--eval_split '' or --eval_max_samples 0, and "
+            "no --eval_datasets)."
+        )
+    return problems
+
+
+def validate(model_args: ModelArguments, data_args: DataArguments, cfg: RobustTrainingConfig) -> None:
+    """Check the whole training recipe before any model or data is loaded; raise a ``RecipeError``
+    (a ``UserError`` and a ``ValueError``) naming each bad field, its value and the fix.
+
+    ``parse_recipe`` already runs it (through ``RobustTrainingConfig.check_recipe``); call it again
+    after changing the parsed arguments (e.g. after ``use_synthetic_world``). It only reads them.
+    """
+    method = get_method(cfg.method)
+    problems = training_problems(cfg, data_args)
+    attn = model_args.attn_implementation
+    if method.needs_attentions and attn not in (None, "", "eager"):
+        problems.append(
+            f"attn_implementation = {attn!r} with method {cfg.method}: the method reads the vision tower's "
+            "attention weights, which only eager attention returns. Remove --attn_implementation (it defaults to "
+            "eager for this method) or set --attn_implementation eager."
+        )
+    if method.needs_negated_prompt and "{}" not in data_args.negated_prompt_template:
+        problems.append(
+            f"negated_prompt_template = {data_args.negated_prompt_template!r} has no '{{}}' for the class name: "
+            f"every class would get the same complementary prompt in {cfg.method}. Write it with '{{}}', e.g. "
+            "--negated_prompt_template 'This is not a photo of a {}'."
+        )
+    problems += data_args.problems()
+    raise_problems(problems)

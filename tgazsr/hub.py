@@ -12,6 +12,12 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
+from .errors import UserError
+
+class HubUnreachable(ValueError, UserError):
+    """push_to_hub is set but the Hub does not answer, or the token is not valid."""
+
+
 #: Training hyperparameters every card shows; each method adds the config fields it reads.
 COMMON_HYPERPARAMETERS = (
     "train_eps", "train_numsteps", "train_stepsize", "learning_rate", "optim", "optim_args", "weight_decay",
@@ -123,6 +129,31 @@ def upload_plan(output_dir: str) -> list[str]:
     root = Path(output_dir)
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     return [f for f in files if not any(fnmatch(f, pat) for pat in IGNORED_UPLOADS)]
+
+
+def check_push_access(repo_id: str, token: str | None = None, private: bool | None = None) -> str:
+    """Before training: the Hub answers, the token is valid, and where the model will go. Returns
+    the account name; states in the log whether the repository exists and its visibility."""
+    import logging
+
+    log = logging.getLogger("tgazsr.train")
+    api = HfApi(token=token)
+    try:
+        user = api.whoami()
+    except Exception as err:  # noqa: BLE001 - offline, unreachable, or an invalid token: one message
+        raise HubUnreachable(
+            f"push_to_hub is set, but the Hub cannot be reached or the token is not valid ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}). Log in (`hf auth login`, or pass --hub_token), or "
+            f"train without --push_to_hub and upload later with `hf upload {repo_id} OUTPUT_DIR`."
+        ) from err
+    name = user.get("name") if isinstance(user, dict) else str(user)
+    try:
+        info = api.repo_info(repo_id)
+        visibility = "private" if getattr(info, "private", False) else "public"
+        log.info("Will upload to the existing %s repository %s as %s.", visibility, repo_id, name)
+    except Exception:  # noqa: BLE001 - not there yet: it will be created
+        log.info("Will create the %s repository %s as %s.", "private" if private else "public", repo_id, name)
+    return name
 
 
 def push_checkpoint(output_dir: str, repo_id: str, token: str | None = None, private: bool | None = None,

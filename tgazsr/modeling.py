@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -21,6 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPModel
+
+from .errors import ModelFolderError
+# check_model_folder, check_tokenizer and load_processor are also meant to be imported from here.
+from .model_checks import (  # noqa: F401
+    check_clip_config,
+    check_model_folder,
+    check_tokenizer,
+    load_processor,
+    looks_local,
+)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -167,14 +178,18 @@ class ZeroShotCLIP(_PixelSpace):
         key = hashlib.sha1(repr((tuple(class_names), tuple(templates))).encode()).hexdigest()
         if key in self._text_cache:
             return self._text_cache[key]
+        where = getattr(tokenizer, "name_or_path", None) or type(tokenizer).__name__
         if any("{}" not in t for t in templates):
             if len(templates) != len(class_names):
                 raise ValueError(
                     "Fixed prompts (templates without '{}') need exactly one prompt per class: "
                     f"got {len(templates)} prompts for {len(class_names)} classes."
                 )
+            check_tokenizer(tokenizer, templates, where)
             embeds = self.encode_text(list(templates), tokenizer, batch_size)
         else:
+            for t in templates:  # distinct classes must get distinct prompts (a tokenizer without vocabulary)
+                check_tokenizer(tokenizer, [t.format(c) for c in class_names], where)
             per_template = [
                 self.encode_text([t.format(c) for c in class_names], tokenizer, batch_size) for t in templates
             ]
@@ -237,7 +252,19 @@ class FrozenImageEncoder(_PixelSpace):
 def load_clip(
     model_name_or_path: str, attn_implementation: str | None = None, dtype: torch.dtype | str | None = None
 ) -> CLIPModel:
-    """``CLIPModel.from_pretrained`` with a clear error when the checkpoint cannot be reached."""
+    """``CLIPModel.from_pretrained`` with a clear error when the checkpoint cannot be reached or is
+    not a CLIPModel (a local folder without config.json, or whose config.json is another model's:
+    transformers would build a randomly initialised CLIP from it)."""
+    check_model_folder(model_name_or_path)
+    if not os.path.exists(os.path.expanduser(model_name_or_path)) and not looks_local(model_name_or_path):
+        from transformers import PretrainedConfig
+
+        try:  # a Hub id: its config.json only (cached after the first time)
+            config, _ = PretrainedConfig.get_config_dict(model_name_or_path)
+        except Exception:  # noqa: BLE001 - unreachable: from_pretrained below says so
+            config = None
+        if isinstance(config, dict):
+            check_clip_config(config, model_name_or_path)
     kwargs = {}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
@@ -246,7 +273,7 @@ def load_clip(
     try:
         return CLIPModel.from_pretrained(model_name_or_path, **kwargs)
     except OSError as err:
-        raise OSError(
+        raise ModelFolderError(
             f"Could not load a CLIPModel from {model_name_or_path!r}: {err}\n"
             "Pass --model_name_or_path a local CLIPModel directory (config.json + model.safetensors), "
             "or a Hub id on a machine with access to the Hub (set HF_HUB_OFFLINE=0)."

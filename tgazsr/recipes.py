@@ -3,23 +3,42 @@
     python -m tgazsr.train recipes/tga_zsr.yaml --learning_rate 5e-5 --max_steps 100
 
 The YAML is flat (``field: value``). Command-line flags win over the YAML. An unknown key, in
-either place, is an error naming the key and the closest valid fields. ``--help`` lists every
-field with its help text.
+either place, is an error naming the key and the closest valid fields; so is a key given twice in
+the YAML, or a flag given twice on the command line (``--a_b`` and ``--a-b`` are one flag), naming
+both values. A value a settings class refuses (its ``__post_init__`` raises ``ValueError``) is a
+``RecipeError`` that names the field. ``--help`` lists every field with its help text.
+
+After parsing, every parsed object with a ``check_recipe(parsed)`` method is given the whole tuple,
+so checks that span several groups (the method and the attention kernel, the method and its
+prompts) run before anything is loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import re
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import yaml
 from transformers import HfArgumentParser
 
+from .errors import UserError
 
-class RecipeError(ValueError):
-    """A recipe or command line that names something that does not exist."""
+
+class RecipeError(ValueError, UserError):
+    """A recipe or command line that names something that does not exist, gives a key twice, or
+    sets a value the settings refuse. The message names the key and says how to fix it."""
+
+
+class _Parser(HfArgumentParser):
+    """argparse's own errors (a missing value, a value of the wrong type, an invalid choice) as a
+    ``RecipeError``: one line, not the usage of every field followed by the error."""
+
+    def error(self, message: str):
+        raise RecipeError(f"{message[:1].upper()}{message[1:]}. Run with --help to list every field.")
 
 
 def _valid_fields(parser: HfArgumentParser) -> list[str]:
@@ -29,19 +48,66 @@ def _valid_fields(parser: HfArgumentParser) -> list[str]:
 def _unknown_key_error(keys: Sequence[str], valid: Sequence[str], where: str) -> RecipeError:
     lines = []
     for key in keys:
-        close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+        close = difflib.get_close_matches(key.replace("-", "_"), valid, n=3, cutoff=0.6)
         hint = f" Closest valid fields: {', '.join(close)}." if close else ""
         lines.append(f"Unknown field {key!r} in {where}.{hint}")
     lines.append("Run with --help to list every field.")
     return RecipeError("\n".join(lines))
 
 
+# --- the YAML file ----------------------------------------------------------------------------
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, first, second, first_line: int, second_line: int):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.first, self.second = key, first, second
+        self.first_line, self.second_line = first_line, second_line
+
+
+def _show(value) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """``yaml.safe_load``, except that a key given twice in one mapping is an error (PyYAML keeps
+    the last one silently). Keys brought in by a merge (``<<``) may be overridden, as YAML says."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                try:
+                    key = self.construct_object(key_node, deep=True)
+                    hash(key)
+                except Exception:  # noqa: BLE001 - an unhashable key: the constructor says so below
+                    continue
+                if key in seen:
+                    first_key, first_value = seen[key]
+                    first_shown = self.construct_object(first_value, deep=True)
+                    second_shown = self.construct_object(value_node, deep=True)
+                    raise _DuplicateKey(key, first_shown, second_shown, first_key.start_mark.line + 1,
+                                        key_node.start_mark.line + 1)
+                seen[key] = (key_node, value_node)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_recipe(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise RecipeError(f"Recipe file {str(path)!r} does not exist.")
+        raise RecipeError(
+            f"Recipe file {str(path)!r} does not exist. The first argument, when it is not a flag, is a YAML "
+            "recipe (e.g. recipes/tga_zsr.yaml); pass an existing file or only --field value flags."
+        )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_RecipeLoader) or {}
+    except _DuplicateKey as dup:
+        raise RecipeError(
+            f"Key {dup.key!r} is given twice in recipe {path}: {_show(dup.first)} (line {dup.first_line}) and "
+            f"{_show(dup.second)} (line {dup.second_line}). Keep one of them (to override a recipe value, pass "
+            f"--{dup.key} on the command line instead)."
+        ) from None
     except yaml.YAMLError as err:
         raise RecipeError(f"Recipe {path} is not valid YAML: {err}") from err
     if not isinstance(data, dict):
@@ -62,10 +128,107 @@ def _as_cli(value) -> list[str]:
     return [str(value)]
 
 
+# --- the command line ---------------------------------------------------------------------------
+
+def _canonical(name: str, valid: Sequence[str]) -> str | None:
+    """The field a flag name sets (``a-b`` is ``a_b``, ``no_a``/``no-a`` is ``a``), or None."""
+    for candidate in (name, name.replace("-", "_")):
+        if candidate in valid:
+            return candidate
+        if candidate.startswith("no_") and candidate[3:] in valid:
+            return candidate[3:]
+    return None
+
+
+def _flags(argv: Sequence[str]) -> list[tuple[str, str, list[str]]]:
+    """``(name, as written, values)`` of every ``--flag`` in ``argv``."""
+    found = []
+    for i, arg in enumerate(argv):
+        if not arg.startswith("--") or len(arg) == 2:
+            continue
+        name, eq, inline = arg[2:].partition("=")
+        if eq:
+            values = [inline]
+        else:
+            values = []
+            for nxt in argv[i + 1:]:
+                if nxt.startswith("--"):
+                    break
+                values.append(nxt)
+        found.append((name, arg.split("=", 1)[0], values))
+    return found
+
+
+def _check_command_line(argv: Sequence[str], valid: Sequence[str]) -> None:
+    flags = _flags(argv)
+    unknown = [name for name, _, _ in flags if name != "help" and _canonical(name, valid) is None]
+    if unknown:
+        raise _unknown_key_error(unknown, valid, "the command line")
+    given: dict[str, list[tuple[str, list[str]]]] = {}
+    for name, written, values in flags:
+        if name != "help":
+            given.setdefault(_canonical(name, valid), []).append((written, values))
+    for field_name, uses in given.items():
+        if len(uses) > 1:
+            shown = " and ".join(
+                f"{' '.join(values) if values else '(no value)'} (as {written})" for written, values in uses
+            )
+            raise RecipeError(
+                f"--{field_name} is given {len(uses)} times on the command line: {shown}. Give it once; the "
+                "command line overrides the recipe's value, so one flag is enough."
+            )
+
+
+# --- values the settings refuse -----------------------------------------------------------------
+
+def raise_problems(problems: Sequence[str]) -> None:
+    """Raise a :class:`RecipeError`: one problem, its message; several, all of them, one per line."""
+    if len(problems) == 1:
+        raise RecipeError(problems[0])
+    if problems:
+        raise RecipeError(f"{len(problems)} problems in the settings:\n" + "\n".join(f"- {p}" for p in problems))
+
+
+def _raising_class(err: BaseException) -> str | None:
+    tb = err.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "__post_init__" and "self" in frame.f_locals:
+            return type(frame.f_locals["self"]).__name__
+        tb = tb.tb_next
+    return None
+
+
+def as_recipe_error(err: ValueError, fields: Iterable[str]) -> RecipeError:
+    """A settings class's ``ValueError`` as a ``RecipeError`` that names the field(s) it is about."""
+    if isinstance(err, RecipeError):
+        return err
+    message = str(err).strip() or type(err).__name__
+    named = [f for f in sorted(set(fields), key=len, reverse=True)
+             if re.search(rf"(?<![\w]){re.escape(f)}(?![\w])", message)]
+    owner = _raising_class(err)
+    if named:
+        head = f"Invalid {', '.join('--' + f for f in named[:3])}"
+    else:
+        head = f"Invalid settings of {owner}" if owner else "Invalid settings"
+    return RecipeError(f"{head}: {message}")
+
+
+@contextlib.contextmanager
+def refused_settings(fields: Iterable[str]):
+    """Turn a ``ValueError`` raised inside into a :class:`RecipeError` naming the field."""
+    try:
+        yield
+    except RecipeError:
+        raise
+    except ValueError as err:
+        raise as_recipe_error(err, list(fields)) from err
+
+
 def parse_recipe(dataclass_types: Sequence[type], argv: Sequence[str] | None = None):
     """Parse ``[recipe.yaml] [--field value ...]`` into instances of ``dataclass_types``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(list(dataclass_types))
+    parser = _Parser(list(dataclass_types))
     valid = _valid_fields(parser)
     recipe_args: list[str] = []
     if argv and not argv[0].startswith("-"):
@@ -80,13 +243,16 @@ def parse_recipe(dataclass_types: Sequence[type], argv: Sequence[str] | None = N
             if isinstance(value, (list, tuple)) and not value:
                 continue
             recipe_args += [f"--{key}", *_as_cli(value)]
-    flags = [a.split("=", 1)[0][2:] for a in argv if a.startswith("--")]
-    unknown = [f for f in flags if f not in valid and f != "help" and not (f.startswith("no_") and f[3:] in valid)]
-    if unknown:
-        raise _unknown_key_error(unknown, valid, "the command line")
+    _check_command_line(argv, valid)
     # The recipe's flags come first, so command-line flags given after them win.
-    outputs = parser.parse_args_into_dataclasses(args=recipe_args + argv, return_remaining_strings=True)
+    with refused_settings(valid):
+        outputs = parser.parse_args_into_dataclasses(args=recipe_args + argv, return_remaining_strings=True)
     *parsed, remaining = outputs
     if remaining:
         raise RecipeError(f"Could not parse these arguments: {remaining}. Flags look like --field value.")
+    for obj in parsed:  # checks across groups, before anything is loaded
+        check = getattr(obj, "check_recipe", None)
+        if callable(check):
+            with refused_settings(valid):
+                check(tuple(parsed))
     return tuple(parsed)

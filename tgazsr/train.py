@@ -15,13 +15,16 @@ import logging
 import os
 import sys
 
-from transformers import AutoProcessor, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+import signal
+
+from transformers import set_seed
 
 from .config import DataArguments, ModelArguments, RobustTrainingConfig
+from .checkpoints import StopOnSignal, prepare_output_dir, resolve_resume
 from .data import collate, load_image_dataset, prepare_classification_data
 from .methods import get_method
-from .modeling import PIXEL_NORMALIZATIONS, ZeroShotCLIP, load_clip
+from .errors import UserError, run_command
+from .modeling import PIXEL_NORMALIZATIONS, ZeroShotCLIP, load_clip, load_processor
 from .recipes import parse_recipe
 from .evaluation import comparison_markdown, end_of_training_check, evaluate_after_training
 from .trainer import RobustCLIPTrainer
@@ -50,7 +53,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: Rob
     set_seed(cfg.seed)
     attn = model_args.attn_implementation or ("eager" if method.needs_attentions else "sdpa")
     clip = load_clip(model_args.model_name_or_path, attn_implementation=attn)
-    processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
+    processor = load_processor(model_args.model_name_or_path)
     tokenizer = getattr(processor, "tokenizer", processor)
     image_processor = getattr(processor, "image_processor", None)
     if image_processor is not None:  # the saved checkpoint normalizes as the model was trained
@@ -122,19 +125,44 @@ def use_synthetic_world(model_args: ModelArguments, data_args: DataArguments, cf
     logger.info("Synthetic world at %s (eps %s/255).", world.root, world.eps)
 
 
-def resolve_resume(cfg: RobustTrainingConfig) -> str | None:
-    """``resume_from_checkpoint``: a path, or true/latest/auto for the newest one in output_dir."""
-    value = cfg.resume_from_checkpoint
-    if value is None or str(value).lower() in ("", "false", "none"):
-        return None
-    if str(value).lower() in ("true", "latest", "auto"):
-        last = get_last_checkpoint(cfg.output_dir) if os.path.isdir(cfg.output_dir) else None
-        if last is None:
-            logger.warning("No checkpoint in %s to resume from; starting from scratch.", cfg.output_dir)
-        return last
-    if not os.path.isdir(value):
-        raise ValueError(f"resume_from_checkpoint {value!r} is not a directory.")
-    return value
+class PreflightError(ValueError, UserError):
+    """Something that would fail only after training (the Hub, the evaluation sets), found before it."""
+
+
+class RunFailed(RuntimeError):
+    """Training finished and saved its weights, but a later part (evaluation, upload) failed."""
+
+
+class Preempted(SystemExit):
+    """SIGTERM or Ctrl-C: a checkpoint was saved; exit with 128 + the signal's number."""
+
+
+def preflight(cfg: RobustTrainingConfig, push: bool) -> None:
+    """What would otherwise fail only after training: the Hub for push_to_hub, the eval datasets."""
+    if push and not cfg.hub_model_id:
+        raise PreflightError("push_to_hub needs hub_model_id (e.g. --hub_model_id you/clip-vit-b32-tga-zsr).")
+    if push:
+        from .hub import check_push_access
+
+        check_push_access(cfg.hub_model_id, token=cfg.hub_token, private=cfg.hub_private_repo)
+    if cfg.eval_datasets:
+        from .evaluation import EvalArguments
+        from .evaluation.datasets import DatasetUnavailable, expand_entries, resolve_entry
+
+        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or \
+            os.environ.get("HF_DATASETS_OFFLINE", "0").lower() in ("1", "true", "yes")
+        problems = []
+        for entry in expand_entries(list(cfg.eval_datasets)):
+            try:
+                kind, name, source = resolve_entry(entry, EvalArguments())
+            except DatasetUnavailable as err:
+                problems.append(str(err))
+                continue
+            if offline and not os.path.exists(source):
+                problems.append(f"eval_datasets entry {entry!r} needs the Hub ({source}), but the Hub is offline "
+                                f"(HF_HUB_OFFLINE / HF_DATASETS_OFFLINE): pass a local copy as {name}=PATH.")
+        if problems:
+            raise PreflightError("eval_datasets cannot all be evaluated after training:\n" + "\n".join(problems))
 
 
 def train_with_rescue(trainer: RobustCLIPTrainer, resume_from_checkpoint: str | None = None) -> None:
@@ -148,21 +176,30 @@ def train_with_rescue(trainer: RobustCLIPTrainer, resume_from_checkpoint: str | 
         if step > 0 and not saved:
             logger.error("Training stopped after step %d; saving checkpoint-%d to resume from "
                          "(--resume_from_checkpoint true).", step, step)
-            trainer._save_checkpoint(trainer.model, trial=None)
+            try:
+                trainer._save_checkpoint(trainer.model, trial=None)
+            except Exception as err:  # noqa: BLE001 - e.g. non-finite weights: keep the earlier checkpoints
+                logger.error("No rescue checkpoint: %s", err)
         raise
 
 
-def main(argv=None):
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), argv)
-    push, cfg.push_to_hub = cfg.push_to_hub, False  # we push the final checkpoint ourselves, once
-    if data_args.synthetic_world:
-        use_synthetic_world(model_args, data_args, cfg)
-    if push and not cfg.hub_model_id:
-        raise ValueError("push_to_hub needs hub_model_id (e.g. --hub_model_id you/clip-vit-b32-tga-zsr).")
-    trainer, train, tokenizer = build_trainer(model_args, data_args, cfg)
-    train_with_rescue(trainer, resolve_resume(cfg))
-    trainer.save_model(cfg.output_dir)
+def train_until_done_or_signal(trainer: RobustCLIPTrainer, resume: str | None) -> None:
+    """Train with the rescue checkpoint; SIGTERM or Ctrl-C finish the step, save a checkpoint and exit."""
+    stopper = StopOnSignal().install()
+    trainer.add_callback(stopper)
+    try:
+        train_with_rescue(trainer, resume)
+    finally:
+        stopper.uninstall()
+    if stopper.received:
+        step = trainer.state.global_step
+        logger.warning("Stopped by %s after step %d; checkpoint-%d in %s. Continue with --resume_from_checkpoint "
+                       "true.", stopper.received, step, step, trainer.args.output_dir)
+        raise Preempted(128 + int(getattr(signal, stopper.received)))
+
+
+def evaluate_trained(cfg, model_args, data_args, main_process: bool) -> dict:
+    """The end-of-run check, the benchmark on eval_datasets and the base model's, through the harness."""
     results = {}
     check = end_of_training_check(cfg.output_dir, data_args, cfg)
     if check is not None:
@@ -176,10 +213,31 @@ def main(argv=None):
             )["benchmark"]
             results["base_benchmark"] = base
             table = comparison_markdown({"base": base, cfg.method: results["benchmark"]})
-            if trainer.is_world_process_zero():
+            if main_process:
                 with open(os.path.join(cfg.output_dir, "comparison.md"), "w") as f:
                     f.write(table)
                 print("\n" + table, flush=True)
+    return results
+
+
+def main(argv=None):
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), argv)
+    push, cfg.push_to_hub = cfg.push_to_hub, False  # we push the final checkpoint ourselves, once
+    if data_args.synthetic_world:
+        use_synthetic_world(model_args, data_args, cfg)
+    preflight(cfg, push)
+    resume = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
+    prepare_output_dir(cfg.output_dir, cfg.overwrite_output_dir, resuming=resume is not None)
+    trainer, train, tokenizer = build_trainer(model_args, data_args, cfg)
+    train_until_done_or_signal(trainer, resume)
+    trainer.save_model(cfg.output_dir)
+    try:
+        results = evaluate_trained(cfg, model_args, data_args, trainer.is_world_process_zero())
+    except Exception as err:  # noqa: BLE001 - the weights are saved: say so, and how to evaluate later
+        raise RunFailed(f"Training finished and the model is saved in {cfg.output_dir}, but its evaluation failed: "
+                        f"{type(err).__name__}: {err}\nEvaluate it later with: python -m tgazsr.evaluate "
+                        f"--model_name_or_path {cfg.output_dir} --datasets ...") from err
     if trainer.is_world_process_zero():
         from .hub import hyperparameters, push_checkpoint, write_model_card
 
@@ -197,10 +255,25 @@ def main(argv=None):
             model_name=(cfg.hub_model_id or os.path.basename(os.path.abspath(cfg.output_dir))),
         )
         if push:
-            push_checkpoint(cfg.output_dir, cfg.hub_model_id, token=cfg.hub_token,
-                            private=cfg.hub_private_repo)
+            try:
+                push_checkpoint(cfg.output_dir, cfg.hub_model_id, token=cfg.hub_token, private=cfg.hub_private_repo)
+            except Exception as err:  # noqa: BLE001 - the weights are saved; say how to upload them later
+                raise RunFailed(
+                    f"The upload to {cfg.hub_model_id} failed ({type(err).__name__}: {err}). The trained model is "
+                    f"saved in {cfg.output_dir}; upload it later with:\n  hf upload {cfg.hub_model_id} "
+                    f"{cfg.output_dir} . --exclude 'checkpoint-*/*'"
+                ) from err
+    failed = {**((results.get("benchmark") or {}).get("errors") or {}),
+              **((results.get("base_benchmark") or {}).get("errors") or {})}
+    if failed:
+        raise RunFailed(
+            f"Training finished and the model is saved in {cfg.output_dir}, but {len(failed)} evaluation dataset(s) "
+            f"could not be evaluated: {', '.join(failed)}.\n" + "\n".join(failed.values())
+            + f"\nEvaluate them later with: python -m tgazsr.evaluate --model_name_or_path {cfg.output_dir} "
+            "--datasets NAME=LOCAL_COPY ..."
+        )
     return results
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() is not None else 1)
+    sys.exit(run_command(main))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 from collections import defaultdict
 
@@ -19,11 +20,21 @@ from safetensors.torch import load_file
 from transformers import Trainer
 
 from .attacks import pgd
+from .errors import UserError
 from .methods import Method, StepView
 from .modeling import FrozenImageEncoder, ImageEncoding, ZeroShotCLIP
 from .objectives import AttackTarget, objective_loss
 
 ADAPTER_DIR = "lora_adapter"
+logger = logging.getLogger("tgazsr.train")
+
+
+class NonFiniteLossError(RuntimeError, UserError):
+    """The loss became NaN or infinite: the run stops before the update, so no weight is spoiled."""
+
+
+def non_finite_tensors(module: torch.nn.Module) -> list[str]:
+    return [n for n, p in module.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
 
 
 def is_peft(module) -> bool:
@@ -57,6 +68,7 @@ class RobustCLIPTrainer(Trainer):
         self.image_size = image_size or model.clip.config.vision_config.image_size
         self.recipe = recipe or {}
         self._metrics: dict[str, list[float]] = defaultdict(list)
+        self._skipped_steps = 0
         # We scale the loss for gradient accumulation ourselves (see compute_loss), from the number of
         # samples in the accumulation window, which the Trainer counts when this flag is set.
         self.model_accepts_loss_kwargs = True
@@ -130,9 +142,27 @@ class RobustCLIPTrainer(Trainer):
         loss = out.mean_part * mean_scale
         if out.sum_part is not None:
             loss = loss + out.sum_part * self.accelerator.num_processes
+        if not torch.isfinite(loss.detach()).all():
+            loss = self._non_finite(loss, out)
 
         self._record(out, labels, method.accuracy_name)
         return (loss, enc) if return_outputs else loss
+
+    def _non_finite(self, loss: torch.Tensor, out) -> torch.Tensor:
+        """Stop (default) or skip a step whose loss is NaN or infinite, before any update."""
+        step = self.state.global_step + 1
+        terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in sorted(out.logs.items()))
+        if self.args.nonfinite_loss == "skip":
+            self._skipped_steps += 1
+            logger.warning("Non-finite loss at step %d (%s): step skipped (%d so far).", step, terms,
+                           self._skipped_steps)
+            return torch.zeros((), device=loss.device, requires_grad=True)  # no gradient reaches the weights
+        raise NonFiniteLossError(
+            f"The loss became non-finite at step {step} ({terms}; total {float(loss.detach()):.4g}) with learning rate "
+            f"{self.args.learning_rate}. Training stopped before this step's update; the weights of step {step - 1} "
+            "are finite and were not overwritten. Lower --learning_rate (or the loss weights), check the data, or "
+            "pass --nonfinite_loss skip to skip such steps."
+        )
 
     # --- metrics ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -150,6 +180,8 @@ class RobustCLIPTrainer(Trainer):
             for name, values in self._metrics.items():
                 logs[name] = sum(values) / len(values)
             self._metrics.clear()
+            if self._skipped_steps:
+                logs["nonfinite_steps"] = self._skipped_steps
         super().log(logs, start_time)
 
     # --- saving and loading ------------------------------------------------------------------
@@ -157,6 +189,10 @@ class RobustCLIPTrainer(Trainer):
         output_dir = output_dir or self.args.output_dir
         os.makedirs(output_dir, exist_ok=True)
         unwrapped: ZeroShotCLIP = self.accelerator.unwrap_model(self.model)
+        bad = non_finite_tensors(unwrapped.clip)
+        if bad:  # never write NaN or infinite weights, neither as a checkpoint nor as the result
+            raise NonFiniteLossError(f"Refusing to save non-finite weights to {output_dir} ({len(bad)} tensors, e.g. "
+                                     f"{bad[0]}); the last saved checkpoint is kept.")
         plain_clip(unwrapped).save_pretrained(output_dir, safe_serialization=True)
         if is_peft(unwrapped.clip):
             unwrapped.clip.save_pretrained(os.path.join(output_dir, ADAPTER_DIR))
@@ -178,7 +214,12 @@ class RobustCLIPTrainer(Trainer):
         path = os.path.join(resume_from_checkpoint, "model.safetensors")
         if not os.path.isfile(path):
             raise ValueError(f"No model.safetensors in checkpoint {resume_from_checkpoint}.")
-        missing, unexpected = unwrapped.clip.load_state_dict(load_file(path), strict=False)
+        try:
+            weights = load_file(path)
+        except Exception as err:  # noqa: BLE001 - name the file, whatever safetensors says
+            raise ValueError(f"Cannot read {path} ({type(err).__name__}: {err}): the file is truncated or corrupt. "
+                             "Resume from an earlier checkpoint (--resume_from_checkpoint PATH).") from err
+        missing, unexpected = unwrapped.clip.load_state_dict(weights, strict=False)
         missing = [k for k in missing if not k.endswith("position_ids")]
         if missing or unexpected:
             raise ValueError(

@@ -19,6 +19,7 @@ from typing import Sequence
 import datasets
 import torch
 
+from ..errors import UserError
 from .registry import clean_class_name, resolve_class_names
 from .transforms import ImageTransform
 
@@ -28,8 +29,12 @@ IMAGE_COLUMN_GUESSES = ("image", "img", "jpg", "png", "jpeg", "webp")
 LABEL_COLUMN_GUESSES = ("label", "labels", "fine_label", "cls", "class", "target")
 
 
-class DataError(ValueError):
+class DataError(ValueError, UserError):
     """A dataset that cannot be used as given; the message says how to fix it."""
+
+
+#: A single class name ending like this is taken for a file of class names, which must exist.
+CLASS_NAME_FILE_SUFFIXES = (".txt", ".csv", ".names", ".lst", ".list")
 
 
 def _is_saved_dataset(path: Path) -> bool:
@@ -152,13 +157,31 @@ def read_class_names(class_names: str | Sequence[str] | None) -> list[str] | Non
         return None
     if not isinstance(class_names, str) and len(class_names) == 1 and os.path.isfile(os.path.expanduser(str(class_names[0]))):
         class_names = str(class_names[0])  # --class_names FILE on the command line arrives as a one-item list
+    if not isinstance(class_names, str) and len(class_names) == 1:
+        _missing_class_name_file(str(class_names[0]))
     if isinstance(class_names, str):
         path = Path(os.path.expanduser(class_names))
         if path.is_file():
             lines = path.read_text(encoding="utf-8").splitlines()
-            return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+            names = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+            if not names:
+                raise DataError(
+                    f"The class_names file {str(path)!r} holds no names: write one name per line, in label order."
+                )
+            return names
+        _missing_class_name_file(class_names)
         return [c.strip() for c in class_names.split(",") if c.strip()]
     return [str(c) for c in class_names]
+
+
+def _missing_class_name_file(value: str) -> None:
+    """A lone class name that reads like a file name (``classes.txt``) is a file that does not exist."""
+    path = Path(os.path.expanduser(value))
+    if not path.is_file() and path.suffix.lower() in CLASS_NAME_FILE_SUFFIXES and "," not in value:
+        raise DataError(
+            f"The class_names file {value!r} does not exist. Pass an existing text file with one name per line in "
+            "label order, or the names themselves (a list, or comma-separated)."
+        )
 
 
 def dataset_class_names(
@@ -214,9 +237,14 @@ def prepare_classification_data(
         ds = ds.select(range(max_samples))
     feature = ds.features.get(label_col)
     if class_names is not None and isinstance(feature, datasets.ClassLabel) and feature.num_classes != len(names):
+        given = read_class_names(class_names)
+        single = class_names if isinstance(class_names, str) else str(class_names[0]) if len(class_names) == 1 else ""
+        source = f" (from the file {single!r})" if single and os.path.isfile(os.path.expanduser(single)) else ""
+        shown = ", ".join(given[:5]) + (", ..." if len(given) > 5 else "")
         raise DataError(
-            f"{len(names)} class names were given for {name_or_path}, whose label column {label_col!r} has "
-            f"{feature.num_classes} classes: give one name per class, in label order."
+            f"{len(names)} class names were given{source} for {name_or_path} ({shown}), whose label column "
+            f"{label_col!r} has {feature.num_classes} classes ({', '.join(feature.names[:5])}"
+            f"{', ...' if feature.num_classes > 5 else ''}): give one name per class, in label order."
         )
     ds = with_pixels(ds, image_col, label_col, len(names), image_size, resize_mode)
     return ClassificationData(ds, names, image_col, label_col, split)

@@ -28,6 +28,7 @@ def training_eval_arguments(model_name_or_path: str, datasets: list[str], cfg, r
         seed=cfg.seed,
         output_dir=results_dir,
         plot=False,
+        allow_extreme_budget=bool(getattr(cfg, "allow_extreme_budget", False)),
     )
     kwargs.update(overrides)
     return EvalArguments(**kwargs)

@@ -15,6 +15,8 @@ from typing import Sequence
 
 from ..attacks import ATTACKS, get_attack, make_settings
 from ..attacks.base import NORMS
+from ..errors import budget_unit_problem
+from ..recipes import raise_problems, refused_settings
 
 PROTOCOLS = ("tga", "fare")
 DEFAULT_TEMPLATE = "This is a photo of a {}"
@@ -87,7 +89,8 @@ class EvalArguments:
         metadata={"help": "Resize of local datasets: 'shorter_side_crop' or 'square' (registry datasets use their own)."},
     )
     max_samples: int | None = field(
-        default=None, metadata={"help": "Evaluate the first N test samples of each dataset (default: all)."}
+        default=None,
+        metadata={"help": "Evaluate the first N test samples of each dataset (N >= 1; leave it unset for all)."},
     )
     attacks: list[str] = field(
         default_factory=lambda: ["pgd"],
@@ -105,6 +108,14 @@ class EvalArguments:
         metadata={"help": "Attack budgets, one or several, in units of 1/255 (L-inf); absolute L2 radii for norm l2."},
     )
     norm: str = field(default="linf", metadata={"help": "Threat model: 'linf' or 'l2' (CW is L-inf only)."})
+    allow_extreme_budget: bool = field(
+        default=False,
+        metadata={
+            "help": "Accept L-inf budgets that look like a mistake: an eps, sanity_eps or attack step size in "
+            "(0, 0.5) (a fraction of 1 where units of 1/255 are meant: write 1 for 1/255) or above 255 (beyond "
+            "the pixel range). Without it they are errors."
+        },
+    )
     monotone_eps: bool = field(
         default=True,
         metadata={
@@ -170,10 +181,61 @@ class EvalArguments:
                 raise ValueError(f"The {name} attack supports norms {get_attack(name).norms}; run it with one of them.")
         if any(e < 0 for e in self.eps):
             raise ValueError(f"Budgets must be >= 0, got {self.eps}.")
-        if self.max_samples is not None and self.max_samples <= 0:
-            self.max_samples = None
+        raise_problems(self.problems())
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings: budgets in the wrong unit, counts that evaluate nothing,
+        attacks that would not attack (each message names the field, its value and the fix)."""
+        problems = []
+        override = "--allow_extreme_budget true"
+        linf = self.norm == "linf"
+        if linf and not self.allow_extreme_budget:
+            for e in self.eps:
+                problem = budget_unit_problem("eps", float(e), override=override)
+                if problem:
+                    problems.append(problem)
+            if self.sanity_eps is not None:
+                problem = budget_unit_problem("sanity_eps", float(self.sanity_eps), override=override)
+                if problem:
+                    problems.append(problem)
+        if self.max_samples is not None and self.max_samples < 1:
+            problems.append(
+                f"max_samples = {self.max_samples} would evaluate no sample. Leave --max_samples unset to evaluate "
+                "every sample, or set N >= 1 for the first N."
+            )
+        if self.pixel_normalization not in ("auto", "clip", "imagenet"):
+            problems.append(
+                f"pixel_normalization = {self.pixel_normalization!r}: choose 'auto' (the checkpoint's image "
+                "processor), 'clip' or 'imagenet'."
+            )
         if self.batch_size <= 0:
-            raise ValueError("batch_size must be positive.")
+            problems.append(f"batch_size = {self.batch_size}: set --batch_size to a positive number of images (64).")
+        if self.sanity_samples < 0:
+            problems.append(
+                f"sanity_samples = {self.sanity_samples} is negative. Set --sanity_samples N >= 1 for the large-eps "
+                "check on N samples, or 0 to skip it."
+            )
+        elif self.sanity_samples > 0 and self.sanity_steps < 1:
+            problems.append(
+                f"sanity_steps = {self.sanity_steps}: the large-eps check would not attack. Set --sanity_steps 1 or "
+                "more (20), or --sanity_samples 0 to skip the check."
+            )
+        for name in self.attacks:  # the resolved settings of each attack that runs
+            settings = self.attack_settings(name)
+            for key in ("steps", "n_iter", "restarts"):
+                value = getattr(settings, key, None)
+                if isinstance(value, int) and value < 1:
+                    problems.append(
+                        f"{name}_{key} = {value}: the {name} attack would not attack, and robust accuracy would be "
+                        f"clean accuracy. Set --{name}_{key} 1 or more (default {getattr(type(settings)(), key)}), "
+                        f"or leave {name} out of --attacks."
+                    )
+            step = getattr(settings, "step_size", None)
+            if linf and isinstance(step, (int, float)) and not self.allow_extreme_budget:
+                problem = budget_unit_problem(f"{name}_step_size", float(step), override=override)
+                if problem:
+                    problems.append(problem)
+        return problems
 
     def attack_settings(self, name: str):
         """The settings dataclass of attack ``name``: its defaults, then ``attack_options[name]``."""
@@ -210,5 +272,6 @@ def parse_eval_args(argv: Sequence[str] | None = None) -> EvalArguments:
             if value is not None:
                 options.setdefault(name, {})[f.name] = value
     args.attack_options = options
-    args.__post_init__()
+    with refused_settings([f.name for f in dataclasses.fields(args)] + [f.name for f in dataclasses.fields(flags)]):
+        args.__post_init__()  # again, with the attack flags merged in
     return args

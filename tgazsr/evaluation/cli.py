@@ -1,6 +1,12 @@
 """``python -m tgazsr.evaluate``: parse a recipe and flags, run the harness, exit non-zero when a
 dataset could not be evaluated.
 
+Exit status: 0 when every dataset was evaluated; 1 when some could not be (their errors are in
+results.json and the log); 2 for a bad input, reported as one ``error: ...`` line without a
+traceback (a bad flag or recipe, a model folder that is not a CLIP, a --datasets entry that names
+nothing, no dataset that could be evaluated at all). ``--debug`` or ``TGAZSR_DEBUG=1`` shows the
+traceback instead (see ``tgazsr.errors.run_command``).
+
     python -m tgazsr.evaluate recipes/eval_tga16.yaml --model_name_or_path openai/clip-vit-base-patch32
     accelerate launch -m tgazsr.evaluate recipes/eval_tga16.yaml --model_name_or_path outputs/clip-tga-zsr
     python -m tgazsr.evaluate --model_name_or_path M --datasets cifar10=/data/cifar10 ./my_folder \
@@ -10,13 +16,47 @@ dataset could not be evaluated.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Sequence
 
 import torch
 
-from .arguments import parse_eval_args
+from ..errors import UserError, run_command
+from ..model_checks import check_model_folder, looks_local
+from ..recipes import RecipeError
+from .arguments import EvalArguments, parse_eval_args
+from .datasets import DatasetUnavailable, expand_entries, resolve_entry
 from .harness import run_evaluation
+
+
+def check_inputs(args: EvalArguments) -> None:
+    """What can be checked before any model or data is loaded: a model is named and is a CLIP
+    folder (when local), datasets are named and each entry means something."""
+    if not args.model_name_or_path:
+        raise RecipeError("No model to evaluate: pass --model_name_or_path (a CLIPModel directory or a Hub id).")
+    check_model_folder(args.model_name_or_path)
+    if not args.datasets:
+        raise RecipeError(
+            "No dataset to evaluate: pass --datasets (registry names such as cifar10, collections such as tga16, "
+            "or local paths), or a recipe such as recipes/eval_tga16.yaml."
+        )
+    problems = []
+    for entry in expand_entries(list(args.datasets)):
+        name, _, path = entry.partition("=") if "=" in entry and not os.path.exists(entry) else ("", "", entry)
+        if not os.path.exists(os.path.expanduser(path)) and (name or looks_local(path)):
+            what = f"The local copy {path} of {name!r}" if name else f"The dataset path {path}"
+            problems.append(
+                f"{what} does not exist. Pass an existing folder (save_to_disk dataset, image folder, parquet or "
+                "webdataset files) or .parquet/.tar file, a registry name such as cifar10, or a Hub id ORG/NAME."
+            )
+            continue
+        try:
+            resolve_entry(entry, args)
+        except DatasetUnavailable as err:
+            problems.append(str(err))
+    if problems:
+        raise DatasetUnavailable("\n".join(problems))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,14 +64,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_eval_args(argv)
+    check_inputs(args)
     owned = not PartialState._shared_state
     try:
         results = run_evaluation(args)
     finally:
         if owned and torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+    if results["errors"] and not results["datasets"]:
+        raise UserError("No dataset could be evaluated:\n" + "\n".join(results["errors"].values()))
     return 1 if results["errors"] else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ..data import prepare_classification_data, registry
+from ..errors import UserError
 from ..data.loading import IMAGE_COLUMN_GUESSES, LABEL_COLUMN_GUESSES, find_column, load_image_dataset, with_pixels
 from .arguments import DEFAULT_TEMPLATE, LOCAL_METADATA_FILE, EvalArguments
 
 
-class DatasetUnavailable(RuntimeError):
+class DatasetUnavailable(RuntimeError, UserError):
     """A dataset that cannot be loaded; the message names it and says how to use a local copy."""
 
 

@@ -8,7 +8,10 @@ import logging
 import torch
 from transformers import AutoImageProcessor
 
+from ..errors import ModelFolderError
+from ..model_checks import PROBE_PROMPTS, check_tokenizer
 from ..modeling import PIXEL_NORMALIZATIONS, ZeroShotCLIP, load_clip
+from ..recipes import RecipeError
 from .arguments import EvalArguments
 
 logger = logging.getLogger("tgazsr.evaluation")
@@ -39,17 +42,23 @@ def check_finite_weights(clip: torch.nn.Module, name: str) -> None:
         )
 
 
+TOKENIZER_HINT = (
+    "Pass --tokenizer_name_or_path with the tokenizer of the base model the checkpoint was fine-tuned from "
+    "(e.g. openai/clip-vit-base-patch32), or a model folder that has its tokenizer files (vocab.json and "
+    "merges.txt, or tokenizer.json)."
+)
+
+
 def _check_tokenizer(tokenizer, name_or_path: str) -> None:
     """Refuse a tokenizer without a vocabulary: transformers builds one, silently, from a
     directory that has no tokenizer files, and it maps every word to the unknown token."""
     ids = tokenizer("a photo of a dog", add_special_tokens=False)["input_ids"]
-    unknown = {tokenizer.unk_token_id, *getattr(tokenizer, "all_special_ids", [])} - {None}
-    if not ids or all(i in unknown for i in ids):
-        raise OSError(
-            f"The tokenizer loaded from {name_or_path!r} has no real vocabulary ({len(tokenizer)} tokens; "
-            "every word becomes the unknown token): the directory holds no tokenizer files.\n"
-            "Pass --tokenizer_name_or_path (e.g. the base model the checkpoint was fine-tuned from)."
+    if not ids:
+        raise ModelFolderError(
+            f"The tokenizer loaded from {name_or_path!r} turns 'a photo of a dog' into no tokens at all: the "
+            f"directory holds no usable tokenizer files. {TOKENIZER_HINT}"
         )
+    check_tokenizer(tokenizer, PROBE_PROMPTS, repr(name_or_path), hint=TOKENIZER_HINT)
 
 
 def load_tokenizer(name_or_path: str):
@@ -66,9 +75,8 @@ def load_tokenizer(name_or_path: str):
         try:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         except Exception as err:
-            raise OSError(
-                f"Could not load a tokenizer from {name_or_path!r}: {err}\n"
-                "Pass --tokenizer_name_or_path (e.g. the base model the checkpoint was fine-tuned from)."
+            raise ModelFolderError(
+                f"Could not load a tokenizer from {name_or_path!r}: {err}\n{TOKENIZER_HINT}"
             ) from err
     _check_tokenizer(tokenizer, name_or_path)
     return tokenizer
@@ -99,7 +107,7 @@ def normalization_of(model) -> list[list[float]]:
 def load_model(args: EvalArguments, device: torch.device):
     """(ZeroShotCLIP in eval mode with no parameter gradients, tokenizer, weights fingerprint)."""
     if not args.model_name_or_path:
-        raise ValueError("Pass --model_name_or_path (a CLIPModel directory or a Hub id).")
+        raise RecipeError("No model to evaluate: pass --model_name_or_path (a CLIPModel directory or a Hub id).")
     clip = load_clip(args.model_name_or_path)
     check_finite_weights(clip, args.model_name_or_path)
     tokenizer = load_tokenizer(args.tokenizer_name_or_path or args.model_name_or_path)

@@ -1,0 +1,521 @@
+"""Bad inputs: each ends in one clear message (exit status 2, no traceback) that names the problem
+and the fix, before anything is trained or saved. Every case runs a real bad input through the
+real entry point: ``tgazsr.train.main`` and ``tgazsr.evaluation.cli.main`` through
+``tgazsr.errors.run_command`` (what ``python -m`` runs), once through a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig, validate
+from tgazsr.errors import ModelFolderError, UserError, _take_debug_flag, run_command
+from tgazsr.recipes import RecipeError, parse_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+TRAINING = (ModelArguments, DataArguments, RobustTrainingConfig)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def merge_flags(defaults, extra):
+    """``defaults`` with each flag of ``extra`` replacing (or adding) its value(s)."""
+    flags: dict[str, list[str]] = {}
+    for args in (list(defaults), list(extra)):
+        key = None
+        for arg in args:
+            if arg.startswith("--"):
+                key = arg
+                flags[key] = []
+            else:
+                flags[key].append(arg)
+    return [item for key, values in flags.items() for item in (key, *values)]
+
+
+def tiny_train_args(tiny_clip, data, out, *extra):
+    """A tiny training run's flags; a flag in ``extra`` replaces the default."""
+    return merge_flags([
+        "--model_name_or_path", tiny_clip, "--dataset_name", data, "--output_dir", str(out), "--max_steps", "1",
+        "--per_device_train_batch_size", "4", "--fp16", "false", "--use_cpu", "true", "--dataloader_num_workers",
+        "0", "--save_strategy", "no", "--eval_max_samples", "0", "--report_to", "none", "--disable_tqdm", "true",
+    ], extra)
+
+
+def eval_argv(eval_world, tmp_path, *extra):
+    """A small evaluation's flags; a flag in ``extra`` replaces the default."""
+    return merge_flags([
+        "--model_name_or_path", eval_world["clip_a"], "--datasets", eval_world["saved"], "--eps", "8",
+        "--pgd_steps", "2", "--max_samples", "4", "--sanity_samples", "0", "--output_dir", str(tmp_path / "eval"),
+        "--no_plot",
+    ], extra)
+
+
+def nothing_saved(out: Path) -> bool:
+    return not out.exists() or not any(out.iterdir())
+
+
+def fails(main, argv, capsys, *phrases) -> str:
+    """Run ``main`` through run_command: exit status 2, one ``error:`` message without a traceback
+    that contains every phrase. Returns the message."""
+    capsys.readouterr()
+    code = run_command(main, argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "error: " in err and "Traceback" not in err, err
+    message = err[err.index("error: "):]
+    for phrase in phrases:
+        assert phrase in message, f"{phrase!r} not in:\n{message}"
+    return message
+
+
+def train_fails(argv, capsys, out: Path, *phrases) -> str:
+    from tgazsr import train
+
+    message = fails(train.main, argv, capsys, *phrases)
+    assert nothing_saved(out), sorted(os.listdir(out))
+    return message
+
+
+def eval_fails(argv, capsys, *phrases) -> str:
+    from tgazsr.evaluation import cli
+
+    return fails(cli.main, argv, capsys, *phrases)
+
+
+@pytest.fixture(scope="module")
+def bert_folder(tmp_path_factory) -> str:
+    from transformers import BertConfig
+
+    path = tmp_path_factory.mktemp("bert")
+    BertConfig(vocab_size=64, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=16).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def bare_clip(tiny_clip, tmp_path_factory) -> str:
+    """A CLIPModel folder with config and weights only: no tokenizer, no image processor."""
+    path = tmp_path_factory.mktemp("bare_clip")
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(os.path.join(tiny_clip, name), path / name)
+    return str(path)
+
+
+# --- recipes and command lines ----------------------------------------------------------------
+
+def test_key_given_twice_in_a_yaml_recipe(tiny_clip, saved_dataset, tmp_path, capsys):
+    recipe = tmp_path / "twice.yaml"
+    recipe.write_text("method: tecoa\ntrain_eps: 1\nlearning_rate: 1.0e-5\ntrain_eps: 4\n")
+    out = tmp_path / "out"
+    train_fails([str(recipe), *tiny_train_args(tiny_clip, saved_dataset, out)], capsys, out,
+                "'train_eps' is given twice", "1 (line 2)", "4 (line 4)", "Keep one")
+
+
+def test_flag_given_twice_on_the_command_line_in_either_spelling(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails([str(RECIPES / "tecoa.yaml"), *tiny_train_args(tiny_clip, saved_dataset, out),
+                 "--train_eps", "1", "--train-eps", "2"], capsys, out,
+                "--train_eps is given 2 times", "1 (as --train_eps)", "2 (as --train-eps)", "Give it once")
+    # A recipe value overridden on the command line is not a duplicate; the dashed spelling works.
+    _, _, cfg = parse_recipe(TRAINING, [str(RECIPES / "tecoa.yaml"), "--train-eps", "2", "--output_dir",
+                                        str(tmp_path / "x")])
+    assert cfg.train_eps == 2
+
+
+def test_flag_given_twice_in_evaluation(eval_world, tmp_path, capsys):
+    eval_fails([*eval_argv(eval_world, tmp_path), "--eps", "1", "2"], capsys,  # given twice on purpose
+               "--eps is given 2 times", "8 (as --eps)", "1 2 (as --eps)")
+
+
+def test_unknown_key_in_a_recipe_names_the_closest_field(tiny_clip, saved_dataset, tmp_path, capsys):
+    recipe = tmp_path / "typo.yaml"
+    recipe.write_text("method: tecoa\ntrain_epss: 2\n")
+    out = tmp_path / "out"
+    train_fails([str(recipe), *tiny_train_args(tiny_clip, saved_dataset, out)], capsys, out,
+                "Unknown field 'train_epss'", "Closest valid fields: train_eps", "--help")
+
+
+def test_unknown_flag_in_evaluation_names_the_closest_field(eval_world, tmp_path, capsys):
+    eval_fails(eval_argv(eval_world, tmp_path, "--pgd_stepz", "3"), capsys,
+               "Unknown field 'pgd_stepz'", "pgd_steps")
+
+
+def test_a_value_of_the_wrong_type_is_one_line_without_the_usage(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    message = train_fails([*tiny_train_args(tiny_clip, saved_dataset, out), "--train_eps", "one"], capsys, out,
+                          "--train_eps", "invalid float value: 'one'")
+    assert "usage:" not in message
+
+
+def test_a_missing_recipe_file(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails([str(tmp_path / "nope.yaml"), *tiny_train_args(tiny_clip, saved_dataset, out)], capsys, out,
+                "nope.yaml' does not exist", "YAML recipe")
+
+
+# --- training budgets and counts ---------------------------------------------------------------
+
+def test_train_eps_written_as_a_fraction(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails([str(RECIPES / "tecoa.yaml"), *tiny_train_args(tiny_clip, saved_dataset, out),
+                 "--train_eps", "0.0039"], capsys, out,
+                "train_eps = 0.0039 looks like a fraction of 1", "write 1 for 1/255", "--train_eps 1",
+                "--allow_extreme_budget true")
+
+
+def test_train_eps_beyond_the_pixel_range(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails([str(RECIPES / "tecoa.yaml"), *tiny_train_args(tiny_clip, saved_dataset, out),
+                 "--train_eps", "300"], capsys, out,
+                "train_eps = 300 exceeds the pixel range", "units of 1/255", "--allow_extreme_budget true")
+
+
+def test_extreme_budget_accepted_on_purpose(tiny_clip, saved_dataset, tmp_path):
+    from tgazsr.evaluation import training_eval_arguments
+
+    model_args, data_args, cfg = parse_recipe(TRAINING, [
+        str(RECIPES / "tecoa.yaml"), *tiny_train_args(tiny_clip, saved_dataset, tmp_path / "out"),
+        "--train_eps", "300", "--train_stepsize", "0.25", "--allow_extreme_budget", "true"])
+    validate(model_args, data_args, cfg)
+    assert (cfg.train_eps, cfg.train_stepsize) == (300, 0.25)
+    # The end-of-training evaluation inherits the override (its eps is train_eps).
+    args = training_eval_arguments(tiny_clip, [saved_dataset], cfg, str(tmp_path / "eval"))
+    assert args.eps == [300.0] and args.allow_extreme_budget
+
+
+def test_train_stepsize_written_as_a_fraction(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails([str(RECIPES / "tecoa.yaml"), *tiny_train_args(tiny_clip, saved_dataset, out),
+                 "--train_stepsize", "0.0039"], capsys, out,
+                "train_stepsize = 0.0039 looks like a fraction of 1", "--train_stepsize 1")
+
+
+def test_adversarial_method_with_zero_attack_steps(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails([str(RECIPES / "tga_zsr.yaml"), *tiny_train_args(tiny_clip, saved_dataset, out),
+                 "--train_numsteps", "0"], capsys, out,
+                "train_numsteps = 0 with method tga_zsr", "clean images", "--train_numsteps 1", "--method ft_clean")
+
+
+def test_adversarial_method_with_zero_budget(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails([str(RECIPES / "tecoa.yaml"), *tiny_train_args(tiny_clip, saved_dataset, out),
+                 "--train_eps", "0"], capsys, out,
+                "train_eps = 0 with method tecoa", "--allow_extreme_budget true")
+    _, _, cfg = parse_recipe(TRAINING, [str(RECIPES / "tecoa.yaml"), "--train_eps", "0", "--allow_extreme_budget",
+                                        "true", "--output_dir", str(out)])
+    assert cfg.train_eps == 0  # on purpose
+    _, _, cfg = parse_recipe(TRAINING, [str(RECIPES / "ft_clean.yaml"), "--train_eps", "0", "--train_numsteps", "0",
+                                        "--output_dir", str(out)])
+    assert cfg.method == "ft_clean"  # clean fine-tuning needs no attack
+
+
+def test_max_steps_zero(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails(tiny_train_args(tiny_clip, saved_dataset, out, "--max_steps", "0"), capsys, out,
+                "max_steps = 0 would train nothing", "-1 (the default)")
+
+
+def test_negative_learning_rate(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails([*tiny_train_args(tiny_clip, saved_dataset, out), "--learning_rate=-1e-4"], capsys, out,
+                "learning_rate = -0.0001 is negative", "positive value")
+
+
+def test_end_of_training_evaluation_without_attack_steps(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails(tiny_train_args(tiny_clip, saved_dataset, out, "--eval_max_samples", "4",
+                                "--eval_attack_steps", "0"), capsys, out,
+                "eval_attack_steps = 0", "eval_split 'valid'", "robust accuracy would be clean accuracy",
+                "--eval_attack_steps 1")
+    # Without an evaluation the count does not matter.
+    parse_recipe(TRAINING, [*tiny_train_args(tiny_clip, saved_dataset, out), "--eval_attack_steps", "0"])
+
+
+def test_negative_eval_max_samples(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails(tiny_train_args(tiny_clip, saved_dataset, out, "--eval_max_samples", "-1"), capsys, out,
+                "eval_max_samples = -1 is negative", "or 0")
+
+
+def test_several_problems_are_listed_together(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails(tiny_train_args(tiny_clip, saved_dataset, out, "--train_eps", "0.0039", "--max_steps", "0"),
+                capsys, out, "2 problems in the settings", "- train_eps = 0.0039", "- max_steps = 0")
+
+
+def test_vision_attention_with_sdpa(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails([str(RECIPES / "vision_attention.yaml"), *tiny_train_args(tiny_clip, saved_dataset, out),
+                 "--attn_implementation", "sdpa"], capsys, out,
+                "attn_implementation = 'sdpa' with method vision_attention", "only eager attention",
+                "--attn_implementation eager")
+    # validate() is the same check, for train.py to call after changing the parsed arguments.
+    model_args, data_args, cfg = parse_recipe(TRAINING, [str(RECIPES / "vision_attention.yaml"),
+                                                         "--output_dir", str(out)])
+    model_args.attn_implementation = "flash_attention_2"
+    with pytest.raises(RecipeError, match="attn_implementation = 'flash_attention_2'"):
+        validate(model_args, data_args, cfg)
+
+
+def test_comp_tga_negated_prompt_without_a_class_slot(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails([str(RECIPES / "comp_tga.yaml"), *tiny_train_args(tiny_clip, saved_dataset, out),
+                 "--negated_prompt_template", "This is not a photo"], capsys, out,
+                "negated_prompt_template = 'This is not a photo' has no '{}'",
+                "--negated_prompt_template 'This is not a photo of a {}'")
+
+
+def test_prompt_template_without_a_class_slot(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails([*tiny_train_args(tiny_clip, saved_dataset, out), "--prompt_template", "A photo"], capsys, out,
+                "prompt_template = 'A photo' has no '{}'", "every class would get the same prompt")
+
+
+def test_unknown_method(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails([*tiny_train_args(tiny_clip, saved_dataset, out), "--method", "tga"], capsys, out,
+                "Invalid --method", "Unknown method 'tga'", "Did you mean tga_zsr")
+
+
+# --- model folders ----------------------------------------------------------------------------
+
+def test_bert_folder_in_training(bert_folder, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails(tiny_train_args(bert_folder, saved_dataset, out), capsys, out,
+                "is not a CLIP model", "model_type 'bert'", 'model_type "clip"', "CLIPModel directory")
+
+
+def test_bert_folder_in_evaluation(bert_folder, eval_world, tmp_path, capsys):
+    eval_fails(eval_argv(eval_world, tmp_path, "--model_name_or_path", bert_folder), capsys,
+               "model_type 'bert'", "random weights")
+
+
+def test_folder_without_config_json_points_at_its_checkpoints(tiny_clip, saved_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_clip, run / "checkpoint-3")
+    out = tmp_path / "out"
+    train_fails(tiny_train_args(str(run), saved_dataset, out), capsys, out,
+                "has no config.json", "checkpoint-3", "CLIPModel directory")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelFolderError, match="has no config.json.*it holds nothing"):
+        from tgazsr.modeling import load_clip
+
+        load_clip(str(empty))
+
+
+def test_model_folder_that_does_not_exist(eval_world, tmp_path, capsys):
+    eval_fails(eval_argv(eval_world, tmp_path, "--model_name_or_path", str(tmp_path / "no_model")), capsys,
+               "no_model does not exist", "Hub id")
+
+
+def test_clip_folder_without_tokenizer_files_in_evaluation(bare_clip, eval_world, tmp_path, capsys):
+    message = eval_fails(eval_argv(eval_world, tmp_path, "--model_name_or_path", bare_clip), capsys,
+                         "--tokenizer_name_or_path")
+    assert bare_clip in message
+
+
+def test_tokenizer_without_vocabulary_in_training(bare_clip, tiny_clip):
+    """train.py's path: load_processor refuses the folder; check_tokenizer and class_embeddings
+    refuse a tokenizer built without vocabulary files."""
+    from transformers import AutoTokenizer
+
+    from tgazsr.modeling import ZeroShotCLIP, check_tokenizer, load_clip, load_processor
+
+    with pytest.raises(ModelFolderError, match="tokenizer files"):
+        load_processor(bare_clip)
+    empty = AutoTokenizer.from_pretrained(bare_clip)  # transformers builds one without vocabulary
+    prompts = ["This is a photo of a red square", "This is a photo of a green circle"]
+    with pytest.raises(ModelFolderError, match=r"no vocabulary.*unknown token.*tokenizer files") as info:
+        check_tokenizer(empty, prompts, bare_clip)
+    assert bare_clip in str(info.value) and isinstance(info.value, UserError)
+    check_tokenizer(AutoTokenizer.from_pretrained(tiny_clip), prompts, tiny_clip)  # a real one passes
+    model = ZeroShotCLIP(load_clip(bare_clip))
+    with pytest.raises(ModelFolderError, match="no vocabulary"):
+        model.class_embeddings(["red square", "green circle"], ["This is a photo of a {}"], empty)
+
+
+def test_prompts_that_collide_once_truncated(tiny_clip):
+    from transformers import AutoTokenizer
+
+    from tgazsr.errors import PromptError
+    from tgazsr.modeling import check_tokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_clip, model_max_length=8)
+    with pytest.raises(PromptError, match="same once truncated to the 8 tokens"):
+        check_tokenizer(tok, ["a photo of a red square", "a photo of a green circle"], tiny_clip)
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+def test_class_names_count_mismatch(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails([*tiny_train_args(tiny_clip, saved_dataset, out), "--class_names", "cat", "dog", "bird"],
+                capsys, out, "3 class names were given", "has 4 classes", "one name per class, in label order")
+
+
+def test_class_names_file(tiny_clip, saved_dataset, tmp_path, capsys):
+    from tgazsr.data import prepare_classification_data
+
+    names = tmp_path / "names.txt"
+    names.write_text("# one per line\nred box\ngreen ball\nblue cone\nyellow star\n")
+    _, data_args, _ = parse_recipe(TRAINING, tiny_train_args(tiny_clip, saved_dataset, tmp_path / "o",
+                                                             "--class_names", str(names)))
+    assert data_args.class_names == [str(names)]  # a one-item list, as argparse gives it
+    data = prepare_classification_data(saved_dataset, "train", 32, class_names=data_args.class_names)
+    assert data.class_names == ["red box", "green ball", "blue cone", "yellow star"]
+    # A file with the wrong count says so and names the file; a file that does not exist too.
+    short = tmp_path / "short.txt"
+    short.write_text("red box\ngreen ball\n")
+    out = tmp_path / "out"
+    train_fails([*tiny_train_args(tiny_clip, saved_dataset, out), "--class_names", str(short)], capsys, out,
+                "2 class names were given (from the file", "short.txt", "has 4 classes")
+    train_fails([*tiny_train_args(tiny_clip, saved_dataset, out), "--class_names", str(tmp_path / "typo.txt")],
+                capsys, out, "The class_names file", "typo.txt' does not exist")
+
+
+def test_missing_split(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails([*tiny_train_args(tiny_clip, saved_dataset, out), "--train_split", "training"], capsys, out,
+                "no split 'training'", "['train', 'valid']", "Name one of them")
+
+
+def test_missing_split_in_evaluation_when_nothing_can_be_evaluated(eval_world, tmp_path, capsys):
+    eval_fails(eval_argv(eval_world, tmp_path, "--split", "validation"), capsys,
+               "No dataset could be evaluated", "no split 'validation'")
+
+
+def test_dataset_path_that_does_not_exist(tiny_clip, tmp_path, capsys):
+    out = tmp_path / "out"
+    train_fails(tiny_train_args(tiny_clip, str(tmp_path / "no_data"), out), capsys, out,
+                "no_data' does not exist", "Point dataset_name at an existing folder")
+
+
+def test_dataset_path_that_does_not_exist_in_evaluation(eval_world, tmp_path, capsys):
+    eval_fails(eval_argv(eval_world, tmp_path, "--datasets", str(tmp_path / "no_data")), capsys,
+               "no_data", "does not exist")
+
+
+# --- evaluation settings ------------------------------------------------------------------------
+
+def test_evaluation_max_samples_zero(eval_world, tmp_path, capsys):
+    eval_fails(eval_argv(eval_world, tmp_path, "--max_samples", "0"), capsys,
+               "max_samples = 0 would evaluate no sample", "Leave --max_samples unset")
+
+
+def test_evaluation_eps_written_as_a_fraction(eval_world, tmp_path, capsys):
+    eval_fails(eval_argv(eval_world, tmp_path, "--eps", "0.0039", "4"), capsys,
+               "eps = 0.0039 looks like a fraction of 1", "write 1 for 1/255", "--allow_extreme_budget true")
+    from tgazsr.evaluation import EvalArguments
+
+    assert EvalArguments(eps=[0.25], norm="l2").eps == [0.25]  # absolute L2 radii are not in 1/255
+    assert EvalArguments(eps=[0.0039], allow_extreme_budget=True).eps == [0.0039]
+    with pytest.raises(RecipeError, match="sanity_eps = 1000 exceeds the pixel range"):
+        EvalArguments(sanity_eps=1000)
+
+
+def test_evaluation_attack_without_steps(eval_world, tmp_path, capsys):
+    eval_fails(eval_argv(eval_world, tmp_path, "--pgd_steps", "0"), capsys,
+               "pgd_steps = 0", "robust accuracy would be clean accuracy", "--pgd_steps 1")
+    eval_fails(eval_argv(eval_world, tmp_path, "--attacks", "autoattack", "--attack_options",
+                         '{"autoattack": {"n_iter": 0}}'), capsys,
+               "autoattack_n_iter = 0", "--autoattack_n_iter 1")
+
+
+def test_evaluation_counts(eval_world, tmp_path, capsys):
+    eval_fails(eval_argv(eval_world, tmp_path, "--batch_size", "0"), capsys, "batch_size = 0")
+    eval_fails(eval_argv(eval_world, tmp_path, "--sanity_samples", "-1"), capsys,
+               "sanity_samples = -1 is negative", "or 0 to skip")
+
+
+def test_unknown_attack(eval_world, tmp_path, capsys):
+    eval_fails(eval_argv(eval_world, tmp_path, "--attacks", "pgdd"), capsys,
+               "Unknown attack 'pgdd'", "Did you mean 'pgd'")
+
+
+def test_unknown_dataset_name(eval_world, tmp_path, capsys):
+    eval_fails(eval_argv(eval_world, tmp_path, "--datasets", "cifar11", eval_world["saved"]), capsys,
+               "cifar11", "Did you mean 'cifar10'")
+    assert not (tmp_path / "eval").exists()  # nothing was evaluated
+
+
+def test_no_model_or_no_dataset(eval_world, tmp_path, capsys):
+    eval_fails(["--datasets", eval_world["saved"]], capsys, "pass --model_name_or_path")
+    eval_fails(["--model_name_or_path", eval_world["clip_a"]], capsys, "pass --datasets")
+
+
+# --- the command: exit status, --debug, internal errors -------------------------------------------
+
+def test_python_m_evaluate_exits_2_without_a_traceback(eval_world, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("TGAZSR_DEBUG", None)
+    proc = subprocess.run([sys.executable, "-m", "tgazsr.evaluate", *eval_argv(eval_world, tmp_path,
+                                                                               "--max_samples", "0")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: max_samples = 0"), proc.stderr[-3000:]
+    assert "--debug" in proc.stderr  # says how to see the traceback
+
+
+def test_debug_shows_the_traceback(eval_world, tmp_path, monkeypatch):
+    from tgazsr.evaluation import cli
+
+    monkeypatch.delenv("TGAZSR_DEBUG", raising=False)
+    argv = eval_argv(eval_world, tmp_path, "--batch_size", "0")
+    with pytest.raises(RecipeError, match="batch_size = 0"):
+        run_command(cli.main, [*argv, "--debug"])
+    monkeypatch.setenv("TGAZSR_DEBUG", "1")
+    with pytest.raises(RecipeError, match="batch_size = 0"):
+        run_command(cli.main, argv)
+    # --debug with a value is TrainingArguments' own field, left in place.
+    assert _take_debug_flag(["--debug", "underflow_overflow", "--x", "1"]) == (
+        ["--debug", "underflow_overflow", "--x", "1"], False)
+    assert _take_debug_flag(["--x", "1", "--debug", "--y"]) == (["--x", "1", "--y"], True)
+
+
+def test_an_internal_error_keeps_its_traceback_and_exit_status_1(tmp_path):
+    script = ("import sys\nfrom tgazsr.errors import run_command\n"
+              "def main(argv):\n    raise RuntimeError('internal: ' + ' '.join(argv))\n"
+              "sys.exit(run_command(main, ['--a', '1']))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("TGAZSR_DEBUG", None)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "RuntimeError: internal: --a 1" in proc.stderr
+
+
+def test_run_command_exit_statuses(capsys, monkeypatch):
+    monkeypatch.delenv("TGAZSR_DEBUG", raising=False)
+    assert run_command(lambda argv: 0, []) == 0
+    assert run_command(lambda argv: 1, []) == 1
+    assert run_command(lambda argv: {"results": 1}, []) == 0  # train.main returns its results
+    assert run_command(lambda argv: None, []) == 0
+    seen = []
+    assert run_command(lambda argv: seen.append(argv), ["a", "--debug", "--b", "2"]) == 0
+    assert seen == [["a", "--b", "2"]]
+
+    def bad(argv):
+        raise UserError("the input is wrong\nhere is how to fix it")
+
+    assert run_command(bad, []) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the input is wrong\nhere is how to fix it\n") and "Traceback" not in err
+    # The user-facing error classes are UserErrors and keep their old bases.
+    from tgazsr.data import DataError
+    from tgazsr.evaluation import DatasetUnavailable
+
+    assert issubclass(RecipeError, ValueError) and issubclass(RecipeError, UserError)
+    assert issubclass(DataError, ValueError) and issubclass(DataError, UserError)
+    assert issubclass(DatasetUnavailable, RuntimeError) and issubclass(DatasetUnavailable, UserError)
+    assert issubclass(ModelFolderError, OSError) and issubclass(ModelFolderError, UserError)

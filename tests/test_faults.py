@@ -1,0 +1,208 @@
+"""Faults during a run: a non-finite loss, preemption, half-written checkpoints, an output folder
+of another run, the Hub and the evaluation sets checked before training. Nothing non-finite is
+saved, and nothing finished is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tgazsr import losses
+from tgazsr.checkpoints import CheckpointError, complete_checkpoints, resolve_resume
+from tgazsr.methods import LossOutput, Method, register_method, unregister_method
+from tgazsr.train import Preempted, RunFailed, main
+from tgazsr.trainer import NonFiniteLossError
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def argv(tiny_clip, data, out, *extra, recipe="tecoa"):
+    """A tiny run's command line; flags in ``extra`` replace the defaults (each flag is given once)."""
+    flags = {
+        "model_name_or_path": tiny_clip, "dataset_name": data, "output_dir": str(out), "max_steps": "3",
+        "per_device_train_batch_size": "4", "fp16": "false", "use_cpu": "true", "logging_steps": "1",
+        "dataloader_num_workers": "0", "warmup_steps": "0", "save_strategy": "steps", "save_steps": "1",
+        "save_total_limit": "5", "eval_max_samples": "0", "report_to": "none", "disable_tqdm": "true",
+    }
+    extra = list(extra)
+    while extra:
+        key = extra.pop(0)[2:]
+        values = []
+        while extra and not extra[0].startswith("--"):
+            values.append(extra.pop(0))
+        flags[key] = values if len(values) != 1 else values[0]
+    out_args = [str(RECIPES / f"{recipe}.yaml")]
+    for key, value in flags.items():
+        out_args += [f"--{key}", *(value if isinstance(value, list) else [value])]
+    return out_args
+
+
+def finite(path) -> bool:
+    return all(torch.isfinite(t).all() for t in load_file(str(path)).values() if t.is_floating_point())
+
+
+@pytest.fixture
+def nan_at_step_two():
+    """A method whose loss is NaN on its second call (deterministic, unlike a huge learning rate)."""
+    calls = []
+
+    def loss(view, cfg):
+        calls.append(1)
+        logits = view.logits_fn(view.clean.embeds)
+        ce = losses.cross_entropy(logits, view.labels)
+        if len(calls) == 2:
+            ce = ce * float("nan")
+        return LossOutput(ce, None, {"loss_ce": ce}, logits)
+
+    register_method(Method(name="nan_two", title="NaN", description="test", loss=loss, adversarial=False,
+                           attack_objective=None, uses_clean=True, loss_terms=("loss_ce",)))
+    yield
+    unregister_method("nan_two")
+
+
+def test_a_non_finite_loss_stops_the_run_and_saves_nothing_non_finite(tiny_clip, saved_dataset, tmp_path,
+                                                                      nan_at_step_two):
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match=r"non-finite at step 2 \(loss_ce=nan.*--learning_rate"):
+        main(argv(tiny_clip, saved_dataset, out, "--method", "nan_two"))
+    assert not (out / "model.safetensors").exists()  # no final model
+    assert finite(out / "checkpoint-1" / "model.safetensors")  # the last finite checkpoint is kept
+    assert resolve_resume("true", str(out)) == str(out / "checkpoint-1")
+
+
+def test_a_huge_learning_rate_never_saves_nan_weights(tiny_clip, saved_dataset, tmp_path):
+    out = tmp_path / "huge"
+    with pytest.raises(NonFiniteLossError):
+        main(argv(tiny_clip, saved_dataset, out, "--learning_rate", "1e30", "--max_steps", "6"))
+    assert not (out / "model.safetensors").exists()
+    for ckpt in complete_checkpoints(str(out)):
+        assert finite(Path(ckpt) / "model.safetensors"), ckpt
+
+
+def test_skip_policy_skips_non_finite_steps_and_counts_them(tiny_clip, saved_dataset, tmp_path, nan_at_step_two):
+    out = tmp_path / "skip"
+    main(argv(tiny_clip, saved_dataset, out, "--method", "nan_two", "--nonfinite_loss", "skip"))
+    assert finite(out / "model.safetensors")
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert max(h.get("nonfinite_steps", 0) for h in state["log_history"]) == 1
+
+
+def test_sigterm_finishes_the_step_saves_a_checkpoint_and_resumes(tiny_clip, saved_dataset, tmp_path):
+    from transformers import TrainerCallback
+
+    class Preempt(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 1:
+                os.kill(os.getpid(), signal.SIGTERM)  # what SLURM and Kubernetes send
+
+    out = tmp_path / "preempted"
+    original = __import__("tgazsr.train", fromlist=["build_trainer"]).build_trainer
+
+    def with_preemption(*a, **k):
+        trainer, train, tok = original(*a, **k)
+        trainer.add_callback(Preempt())
+        return trainer, train, tok
+
+    with mock.patch("tgazsr.train.build_trainer", with_preemption), pytest.raises(Preempted) as stop:
+        main(argv(tiny_clip, saved_dataset, out, "--save_strategy", "no", "--max_steps", "4"))
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
+    assert (out / "checkpoint-2" / "trainer_state.json").is_file()  # step 2 was finished, then saved
+    assert not (out / "model.safetensors").exists()
+    main(argv(tiny_clip, saved_dataset, out, "--save_strategy", "no", "--max_steps", "4",
+              "--resume_from_checkpoint", "true"))
+    assert finite(out / "model.safetensors")
+
+
+def _three_checkpoints(tiny_clip, saved_dataset, out):
+    main(argv(tiny_clip, saved_dataset, out))
+    for name in ("checkpoint-1", "checkpoint-2", "checkpoint-3"):
+        assert (out / name / "trainer_state.json").is_file()
+
+
+def test_resume_skips_half_written_checkpoints_and_says_which_it_took(tiny_clip, saved_dataset, tmp_path, caplog):
+    out = tmp_path / "half"
+    _three_checkpoints(tiny_clip, saved_dataset, out)
+    (out / "checkpoint-3" / "trainer_state.json").unlink()  # killed while saving
+    weights = out / "checkpoint-2" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated
+    caplog.set_level("INFO")
+    assert resolve_resume("true", str(out)) == str(out / "checkpoint-1")
+    assert "Skipping" in caplog.text and "checkpoint-3" in caplog.text and "truncated" in caplog.text
+    assert "Resuming from" in caplog.text and "checkpoint-1" in caplog.text
+    with pytest.raises(CheckpointError, match=r"checkpoint-2.*model.safetensors.*truncated.*checkpoint-1"):
+        resolve_resume(str(out / "checkpoint-2"), str(out))
+    with pytest.raises(CheckpointError, match="is not a directory"):
+        resolve_resume(str(out / "checkpoint-9"), str(out))
+    # A resumed run from the newest complete checkpoint finishes.
+    main(argv(tiny_clip, saved_dataset, out, "--resume_from_checkpoint", "true"))
+    assert finite(out / "model.safetensors")
+
+
+def test_an_output_dir_of_another_run_is_refused_unless_overwritten(tiny_clip, saved_dataset, tmp_path):
+    out = tmp_path / "taken"
+    main(argv(tiny_clip, saved_dataset, out, "--save_strategy", "no", "--max_steps", "1"))
+    (out / "eval").mkdir()
+    (out / "eval" / "results.json").write_text("{}")  # a stale evaluation of the old weights
+    with pytest.raises(CheckpointError, match="already holds another run.*--overwrite_output_dir"):
+        main(argv(tiny_clip, saved_dataset, out, "--save_strategy", "no", "--max_steps", "1"))
+    main(argv(tiny_clip, saved_dataset, out, "--save_strategy", "no", "--max_steps", "1",
+              "--overwrite_output_dir", "true"))
+    assert (out / "model.safetensors").is_file() and not (out / "eval").exists()
+
+
+def test_push_to_hub_is_checked_before_training(tiny_clip, saved_dataset, tmp_path):
+    out = tmp_path / "push"
+    with mock.patch("tgazsr.hub.HfApi") as api_cls:
+        api_cls.return_value.whoami.side_effect = OSError("offline")
+        with pytest.raises(ValueError, match=r"Hub cannot be reached.*hf upload me/robust"):
+            main(argv(tiny_clip, saved_dataset, out, "--push_to_hub", "true", "--hub_model_id", "me/robust"))
+    assert not out.exists() or not any(out.iterdir())  # nothing trained, nothing saved
+
+
+def test_a_failed_upload_keeps_the_model_and_prints_the_command(tiny_clip, saved_dataset, tmp_path):
+    out = tmp_path / "upload"
+    with mock.patch("tgazsr.hub.HfApi") as api_cls:
+        api = api_cls.return_value
+        api.whoami.return_value = {"name": "me"}
+        api.upload_folder.side_effect = ConnectionError("connection reset")
+        with pytest.raises(RunFailed, match=rf"(?s)upload to me/robust failed.*hf upload me/robust {out}"):
+            main(argv(tiny_clip, saved_dataset, out, "--push_to_hub", "true", "--hub_model_id", "me/robust",
+                      "--save_strategy", "no", "--max_steps", "1"))
+    assert finite(out / "model.safetensors") and (out / "README.md").is_file()
+
+
+def test_eval_datasets_are_checked_before_training(tiny_clip, saved_dataset, tmp_path):
+    out = tmp_path / "evalsets"
+    with pytest.raises(ValueError, match="no_such_dataset_xyz"):
+        main(argv(tiny_clip, saved_dataset, out, "--eval_datasets", str(tmp_path / "missing"), "no_such_dataset_xyz"))
+    with pytest.raises(ValueError, match=r"cifar10.*offline.*cifar10=PATH"):  # conftest sets HF_HUB_OFFLINE
+        main(argv(tiny_clip, saved_dataset, out, "--eval_datasets", "cifar10"))
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_an_evaluation_that_fails_after_training_exits_non_zero_and_keeps_the_model(tiny_clip, saved_dataset,
+                                                                                   tmp_path):
+    out = tmp_path / "late"
+    data = tmp_path / "broken"
+    shutil.copytree(saved_dataset, data)
+    original = __import__("tgazsr.train", fromlist=["preflight"]).preflight
+    with mock.patch("tgazsr.train.preflight", original):
+        def breaks_after_preflight(*a, **k):
+            original(*a, **k)
+            for f in data.rglob("*.arrow"):  # the data is damaged while training
+                f.unlink()
+
+        with mock.patch("tgazsr.train.preflight", breaks_after_preflight), \
+                pytest.raises(RunFailed, match=r"(?s)model is saved in .*could not be evaluated: .*broken"):
+            main(argv(tiny_clip, saved_dataset, out, "--eval_datasets", str(data), "--save_strategy", "no",
+                      "--max_steps", "1", "--eval_max_samples", "4", "--eval_attack_steps", "1"))
+    assert finite(out / "model.safetensors")

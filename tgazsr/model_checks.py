@@ -1,0 +1,149 @@
+"""Checks of model and tokenizer folders, before transformers silently makes do.
+
+``CLIPModel.from_pretrained`` on a folder whose ``config.json`` describes another model (BERT, a
+vision tower alone) warns and builds a CLIP with random weights; ``AutoTokenizer`` on a folder
+without tokenizer files builds a tokenizer without a vocabulary, which maps every word to the
+unknown token, so every class gets the same text embedding. These checks turn both into a
+:class:`~tgazsr.errors.ModelFolderError` that says what was found and what is expected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Iterable
+
+from .errors import ModelFolderError, PromptError
+
+EXPECTED = ('a CLIPModel directory: config.json with model_type "clip" (and its text_config and vision_config) '
+            "plus model.safetensors, as CLIPModel.save_pretrained and tgazsr.train write it")
+#: Two prompts that differ in every word: a tokenizer that gives them the same ids has no vocabulary.
+PROBE_PROMPTS = ("a photo of a dog", "a picture of the cat")
+
+
+def looks_local(name_or_path: str) -> bool:
+    """A path rather than a Hub id (``org/name``): absolute, relative (./, ../, ~) or deeper than one '/'."""
+    return name_or_path.startswith((".", "/", "~", os.sep)) or name_or_path.count("/") > 1 or "\\" in name_or_path
+
+
+def _checkpoints(path: str) -> list[str]:
+    found = [d for d in os.listdir(path) if re.fullmatch(r"checkpoint-\d+", d)
+             and os.path.isfile(os.path.join(path, d, "config.json"))]
+    return sorted(found, key=lambda d: int(d.split("-")[1]))
+
+
+def check_clip_config(config: dict, where: str) -> None:
+    """Refuse a config.json (as a dict) that is not a CLIPModel's."""
+    model_type = config.get("model_type")
+    if model_type == "clip":
+        return
+    architectures = config.get("architectures") or []
+    found = f"model_type {model_type!r}" if model_type else "no model_type"
+    if architectures:
+        found += f", architectures {', '.join(map(str, architectures))}"
+    raise ModelFolderError(
+        f"{where} is not a CLIP model: its config.json has {found}. Expected {EXPECTED}. Pass a CLIP checkpoint "
+        "(a Hub id such as openai/clip-vit-base-patch32, or a folder tgazsr.train wrote); transformers would "
+        "otherwise build a CLIP with random weights from it."
+    )
+
+
+def check_model_folder(name_or_path: str, flag: str = "--model_name_or_path") -> None:
+    """Refuse a local model path that is not a CLIPModel directory: missing, a file, a folder
+    without config.json, or a config.json of another model. Hub ids pass (see ``load_clip``)."""
+    path = os.path.expanduser(name_or_path)
+    if os.path.isdir(path):
+        config_path = os.path.join(path, "config.json")
+        if not os.path.isfile(config_path):
+            entries = sorted(os.listdir(path))
+            shown = ", ".join(entries[:8]) + (", ..." if len(entries) > 8 else "") if entries else "nothing"
+            checkpoints = _checkpoints(path)
+            hint = (f" It holds training checkpoints: pass one of them, e.g. {flag} "
+                    f"{os.path.join(name_or_path, checkpoints[-1])}." if checkpoints else "")
+            raise ModelFolderError(
+                f"{name_or_path} has no config.json, so it is not a model folder (it holds {shown}). "
+                f"Expected {EXPECTED}.{hint}"
+            )
+        try:
+            with open(config_path, encoding="utf-8") as f:
+                config = json.load(f)
+        except ValueError as err:
+            raise ModelFolderError(f"{config_path} is not valid JSON ({err}). Expected {EXPECTED}.") from None
+        if not isinstance(config, dict):
+            raise ModelFolderError(f"{config_path} is not a JSON object. Expected {EXPECTED}.")
+        check_clip_config(config, name_or_path)
+    elif os.path.exists(path):
+        raise ModelFolderError(f"{name_or_path} is a file, not a model folder. Pass {flag} {EXPECTED}.")
+    elif looks_local(name_or_path):
+        raise ModelFolderError(
+            f"The model folder {name_or_path} does not exist. Pass {flag} an existing CLIPModel directory, or a "
+            "Hub id such as openai/clip-vit-base-patch32."
+        )
+
+
+def check_tokenizer(tokenizer, prompts: Iterable[str], where: str, hint: str | None = None) -> None:
+    """Refuse a tokenizer that gives two distinct prompts the same token ids.
+
+    The usual cause: a folder without tokenizer files, from which transformers builds a tokenizer
+    with no vocabulary (every word becomes the unknown token), so every class would get the same
+    text embedding and accuracy would be chance. ``where`` names the folder (or Hub id) it came
+    from; ``hint`` replaces the default advice. Prompts that only collide once truncated to the
+    tokenizer's length are refused too (a ``PromptError``): their classes would be the same.
+    """
+    distinct = list(dict.fromkeys(str(p) for p in prompts))
+    if len(distinct) < 2:
+        return
+    advice = hint or (
+        "Pass a model folder with its tokenizer files (vocab.json and merges.txt, or tokenizer.json, as "
+        "CLIPProcessor.save_pretrained writes them), or in evaluation --tokenizer_name_or_path with the "
+        "tokenizer of the base model the checkpoint was fine-tuned from."
+    )
+    ids = [[int(t) for t in tokens] for tokens in tokenizer(distinct, padding=False, truncation=True)["input_ids"]]
+    special = set(getattr(tokenizer, "all_special_ids", None) or []) | {getattr(tokenizer, "unk_token_id", None)}
+    if all(all(t in special for t in tokens) for tokens in ids):
+        raise ModelFolderError(
+            f"The tokenizer loaded from {where} has no vocabulary ({len(tokenizer)} tokens): every word of every "
+            f"prompt (e.g. {distinct[0]!r}) becomes the unknown token, so every class would get the same text "
+            f"embedding. The folder has no tokenizer files. {advice}"
+        )
+    seen: dict[tuple, str] = {}
+    for prompt, tokens in zip(distinct, ids):
+        key = tuple(tokens)
+        if key not in seen:
+            seen[key] = prompt
+            continue
+        first = seen[key]
+        full = tokenizer([first, prompt], padding=False, truncation=False)["input_ids"]
+        if list(full[0]) != list(full[1]):
+            raise PromptError(
+                f"The prompts {first!r} and {prompt!r} are the same once truncated to the {len(key)} tokens the "
+                f"tokenizer of {where} keeps, so their classes could not be told apart. Shorten the prompt template "
+                "or the class names."
+            )
+        raise ModelFolderError(
+            f"The tokenizer loaded from {where} gives the distinct prompts {first!r} and {prompt!r} the same token "
+            f"ids ({len(tokenizer)} tokens in its vocabulary), so their classes would get the same text embedding: "
+            f"the folder has no usable tokenizer files. {advice}"
+        )
+
+
+def load_processor(name_or_path: str):
+    """``AutoProcessor.from_pretrained`` for training: the processor (tokenizer and image processor)
+    of a CLIPModel directory, or a ``ModelFolderError`` naming what the folder lacks."""
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(name_or_path)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelFolderError(
+            f"Could not load the tokenizer and image processor of {name_or_path} ({type(err).__name__}: {first}). "
+            "Pass a model folder with its tokenizer files (vocab.json and merges.txt, or tokenizer.json) and its "
+            "image processor (preprocessor_config.json or processor_config.json), as CLIPProcessor.save_pretrained "
+            "writes them next to the weights."
+        ) from err
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if callable(tokenizer):
+        check_tokenizer(tokenizer, PROBE_PROMPTS, name_or_path)
+    return processor
