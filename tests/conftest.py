@@ -27,6 +27,21 @@ from PIL import Image
 CLASS_NAMES = ["red square", "green circle", "blue_triangle", "yellow-star"]
 
 
+def merge_flags(defaults, extra):
+    """Command-line flags ``defaults`` with each flag of ``extra`` replacing (or adding) its value(s):
+    a flag given twice is an error, so tests override defaults this way."""
+    flags: dict[str, list[str]] = {}
+    for args in (list(defaults), list(extra)):
+        key = None
+        for arg in args:
+            if arg.startswith("--"):
+                key = arg
+                flags[key] = []
+            else:
+                flags[key].append(arg)
+    return [item for key, values in flags.items() for item in (key, *values)]
+
+
 def write_char_tokenizer(directory: str | None = None):
     from transformers import CLIPTokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode

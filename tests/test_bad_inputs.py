@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import merge_flags
 from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig, validate
 from tgazsr.errors import ModelFolderError, UserError, _take_debug_flag, run_command
 from tgazsr.recipes import RecipeError, parse_recipe
@@ -24,20 +25,6 @@ TRAINING = (ModelArguments, DataArguments, RobustTrainingConfig)
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-def merge_flags(defaults, extra):
-    """``defaults`` with each flag of ``extra`` replacing (or adding) its value(s)."""
-    flags: dict[str, list[str]] = {}
-    for args in (list(defaults), list(extra)):
-        key = None
-        for arg in args:
-            if arg.startswith("--"):
-                key = arg
-                flags[key] = []
-            else:
-                flags[key].append(arg)
-    return [item for key, values in flags.items() for item in (key, *values)]
-
 
 def tiny_train_args(tiny_clip, data, out, *extra):
     """A tiny training run's flags; a flag in ``extra`` replaces the default."""

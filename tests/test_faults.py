@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import merge_flags
 from tgazsr import losses
 from tgazsr.checkpoints import CheckpointError, complete_checkpoints, resolve_resume
 from tgazsr.methods import LossOutput, Method, register_method, unregister_method
@@ -26,23 +27,12 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 def argv(tiny_clip, data, out, *extra, recipe="tecoa"):
     """A tiny run's command line; flags in ``extra`` replace the defaults (each flag is given once)."""
-    flags = {
-        "model_name_or_path": tiny_clip, "dataset_name": data, "output_dir": str(out), "max_steps": "3",
-        "per_device_train_batch_size": "4", "fp16": "false", "use_cpu": "true", "logging_steps": "1",
-        "dataloader_num_workers": "0", "warmup_steps": "0", "save_strategy": "steps", "save_steps": "1",
-        "save_total_limit": "5", "eval_max_samples": "0", "report_to": "none", "disable_tqdm": "true",
-    }
-    extra = list(extra)
-    while extra:
-        key = extra.pop(0)[2:]
-        values = []
-        while extra and not extra[0].startswith("--"):
-            values.append(extra.pop(0))
-        flags[key] = values if len(values) != 1 else values[0]
-    out_args = [str(RECIPES / f"{recipe}.yaml")]
-    for key, value in flags.items():
-        out_args += [f"--{key}", *(value if isinstance(value, list) else [value])]
-    return out_args
+    return [str(RECIPES / f"{recipe}.yaml"), *merge_flags([
+        "--model_name_or_path", tiny_clip, "--dataset_name", data, "--output_dir", str(out), "--max_steps", "3",
+        "--per_device_train_batch_size", "4", "--fp16", "false", "--use_cpu", "true", "--logging_steps", "1",
+        "--dataloader_num_workers", "0", "--warmup_steps", "0", "--save_strategy", "steps", "--save_steps", "1",
+        "--save_total_limit", "5", "--eval_max_samples", "0", "--report_to", "none", "--disable_tqdm", "true",
+    ], extra)]
 
 
 def finite(path) -> bool:

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import merge_flags
 from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
 from tgazsr.methods import METHODS
 
@@ -42,16 +43,7 @@ def tiny_args(tiny_clip, data, out, *extra):
         "--logging_steps", "1", "--dataloader_num_workers", "0", "--warmup_steps", "0", "--save_strategy", "no",
         "--eval_max_samples", "4", "--eval_attack_steps", "2", "--report_to", "none",
     ]
-    flags: dict[str, list[str]] = {}
-    for args in (defaults, list(extra)):
-        key = None
-        for arg in args:
-            if arg.startswith("--"):
-                key = arg
-                flags[key] = []
-            else:
-                flags[key].append(arg)
-    return [item for key, values in flags.items() for item in (key, *values)]
+    return merge_flags(defaults, extra)
 
 
 def parse(argv):
