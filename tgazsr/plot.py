@@ -1,8 +1,9 @@
-"""``python -m tgazsr.plot``: the robust-versus-clean plot (see ``tgazsr.evaluation.plot``)."""
+"""``python -m tgazsr.plot`` (also ``tgazsr plot``): see ``tgazsr.evaluation.plot``."""
 
 import sys
 
+from .errors import run_command
 from .evaluation.plot import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

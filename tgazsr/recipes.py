@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import re
+import os
 import sys
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -225,15 +226,49 @@ def refused_settings(fields: Iterable[str]):
         raise as_recipe_error(err, list(fields)) from err
 
 
+def _take_config(argv: list[str]) -> str | None:
+    """The recipe path: a first positional argument or ``--config PATH`` (trl's spelling), not both."""
+    path = None
+    if argv and not argv[0].startswith("-"):
+        path = argv.pop(0)
+    for i, arg in enumerate(list(argv)):
+        if arg == "--config" or arg.startswith("--config="):
+            value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else None)
+            if not value or value.startswith("--"):
+                raise RecipeError("--config needs the path of a YAML recipe, e.g. --config recipes/tga_zsr.yaml.")
+            if path is not None:
+                raise RecipeError(f"Two recipes were given ({path} and --config {value}): give one.")
+            del argv[i: i + (1 if "=" in arg else 2)]
+            path = value
+            break
+    return path
+
+
+def apply_env(recipe: dict, recipe_path: str) -> None:
+    """A recipe's ``env:`` block (as in trl's recipes) sets environment variables for the run."""
+    env = recipe.pop("env", None)
+    if env is None:
+        return
+    if not isinstance(env, dict):
+        raise RecipeError(f"The env block of {recipe_path} must map variable names to values, e.g. env: {{WANDB_PROJECT: robust-clip}}.")
+    for key, value in env.items():
+        os.environ[str(key)] = str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def parse_recipe(dataclass_types: Sequence[type], argv: Sequence[str] | None = None):
-    """Parse ``[recipe.yaml] [--field value ...]`` into instances of ``dataclass_types``."""
+    """Parse ``[recipe.yaml | --config recipe.yaml] [--field value ...]`` into instances of ``dataclass_types``.
+
+    Keys and flags may be spelled with dashes or underscores; a recipe's ``env:`` block sets
+    environment variables; unknown keys and keys given twice are errors."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _Parser(list(dataclass_types))
     valid = _valid_fields(parser)
     recipe_args: list[str] = []
-    if argv and not argv[0].startswith("-"):
-        recipe_path = argv.pop(0)
+    recipe_path = _take_config(argv)
+    if recipe_path is not None:
         recipe = read_recipe(recipe_path)
+        apply_env(recipe, recipe_path)
+        recipe = {(_canonical(str(k), valid) or str(k)): v for k, v in recipe.items()}
         unknown = [k for k in recipe if k not in valid]
         if unknown:
             raise _unknown_key_error(unknown, valid, f"recipe {recipe_path}")

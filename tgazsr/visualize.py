@@ -1,8 +1,9 @@
-"""``python -m tgazsr.visualize``: clean and adversarial attention of one image (see ``tgazsr.evaluation.visualize``)."""
+"""``python -m tgazsr.visualize`` (also ``tgazsr visualize``): see ``tgazsr.evaluation.visualize``."""
 
 import sys
 
+from .errors import run_command
 from .evaluation.visualize import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

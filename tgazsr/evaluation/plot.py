@@ -10,10 +10,10 @@ Each results file (written by ``tgazsr.evaluate``) is one point: its average cle
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass, field
 from typing import Sequence
 
 
@@ -97,15 +97,28 @@ def plot_tradeoff(
     return output
 
 
+@dataclass
+class PlotArguments:
+    results: list[str] = field(default_factory=list, metadata={"help": "results.json files written by tgazsr evaluate (also as leading positional arguments)."})
+    output: str = field(default="tradeoff.png", metadata={"help": "PNG to write."})
+    key: str | None = field(default=None, metadata={"help": "Robust column to plot, e.g. 'pgd@1/255' (default: the first shared one)."})
+    labels: list[str] | None = field(default=None, metadata={"help": "One legend label per results file (default: model names)."})
+    per_dataset: bool = field(default=False, metadata={"help": "Also draw each dataset as a small marker."})
+    title: str | None = field(default=None, metadata={"help": "Plot title."})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tgazsr.plot", description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", nargs="+", help="results.json files written by tgazsr.evaluate.")
-    parser.add_argument("--output", default="tradeoff.png", help="PNG to write (default: tradeoff.png).")
-    parser.add_argument("--key", default=None, help="Robust column to plot, e.g. 'pgd@1/255' (default: the first shared one).")
-    parser.add_argument("--labels", nargs="+", default=None, help="One legend label per results file (default: model names).")
-    parser.add_argument("--per_dataset", action="store_true", help="Also draw each dataset as a small marker.")
-    parser.add_argument("--title", default=None, help="Plot title.")
-    args = parser.parse_args(argv)
+    from ..recipes import parse_recipe
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    files = []
+    while argv and argv[0].endswith(".json") and not argv[0].startswith("-"):  # tgazsr plot a.json b.json ...
+        files.append(argv.pop(0))
+    (args,) = parse_recipe((PlotArguments,), (["--results", *files] if files else []) + argv)
+    if not args.results:
+        from ..recipes import RecipeError
+
+        raise RecipeError("Pass the results.json files to plot: tgazsr plot eval/a/results.json eval/b/results.json.")
     runs = [load_results(p) for p in args.results]
     out = plot_tradeoff(runs, args.output, args.key, args.labels, args.per_dataset, args.title)
     print(out)
@@ -113,4 +126,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..errors import run_command
+
+    sys.exit(run_command(main))

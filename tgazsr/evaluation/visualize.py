@@ -136,4 +136,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..errors import run_command
+
+    sys.exit(run_command(main))

@@ -7,10 +7,10 @@ results.md under ``<root>/report`` and printed here.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from .build import build_world
@@ -18,20 +18,23 @@ from .pretraining import torch_threads
 from .spec import WorldSpec
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m tgazsr.world",
-        description="Build the offline world (data + tiny CLIP) and report its base model's accuracy.",
-    )
-    parser.add_argument("--root", default=None, help="where to build (default: $TGAZSR_HOME/world-<version>-seed<seed>)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the world")
-    parser.add_argument("--small", action="store_true", help="the reduced unit-test world (seconds)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if a complete world exists")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the idle cores)")
-    parser.add_argument("--steps", type=int, default=None, help="PGD steps of the report (default 20; 3 with --small)")
-    parser.add_argument("--max_samples", type=int, default=None, help="images per evaluation set in the report (default: all)")
-    parser.add_argument("--no-report", dest="no_report", action="store_true", help="build only")
-    return parser.parse_args(argv)
+@dataclass
+class WorldArguments:
+    root: str | None = field(default=None, metadata={"help": "Where to build (default: $TGAZSR_HOME/world-<version>-seed<seed>)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the world."})
+    small: bool = field(default=False, metadata={"help": "The reduced unit-test world (seconds)."})
+    force: bool = field(default=False, metadata={"help": "Rebuild even if a complete world exists."})
+    threads: int | None = field(default=None, metadata={"help": "Torch threads (default: the idle cores)."})
+    steps: int | None = field(default=None, metadata={"help": "PGD steps of the report (default 20; 3 with --small)."})
+    max_samples: int | None = field(default=None, metadata={"help": "Images per evaluation set in the report (default: all)."})
+    report: bool = field(default=True, metadata={"help": "Print the base model's report (--no_report: build only)."})
+
+
+def parse_args(argv: Sequence[str] | None = None) -> WorldArguments:
+    from ..recipes import parse_recipe
+
+    (args,) = parse_recipe((WorldArguments,), argv)
+    return args
 
 
 def report(paths, steps: int, max_samples: int | None = None, threads: int | None = None) -> dict:
@@ -55,7 +58,7 @@ def report(paths, steps: int, max_samples: int | None = None, threads: int | Non
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """Build, print the paths, and (unless ``--no-report``) print the report's results.md.
+    """Build, print the paths, and (unless ``--no_report``) print the report's results.md.
 
     Returns the harness's results (an empty dict with ``--no-report``)."""
     import logging
@@ -83,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             f"pretraining: {info['steps']} steps, {info['pretrain_seconds']:.1f} s wall "
             f"({info.get('pretrain_cpu_seconds', float('nan')):.1f} s CPU) on {info['threads']} thread(s)"
         )
-    if args.no_report:
+    if not args.report:
         return {}
 
     steps = args.steps if args.steps is not None else (3 if args.small else 20)
@@ -99,4 +102,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from ..errors import run_command
+
+    sys.exit(run_command(main))
