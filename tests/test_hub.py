@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from unittest import mock
 
@@ -79,3 +80,38 @@ def test_write_model_card_for_local_base(tmp_path):
                             hyperparameters={}, results=None)
     meta = card_metadata(path.read_text())
     assert "base_model" not in meta and "model-index" not in meta
+
+
+def test_card_names_attack_has_citation_versions_and_no_local_path(tiny_clip, saved_dataset, tmp_path):
+    import datasets
+
+    from conftest import make_hf_dataset
+
+    data_copy = tmp_path / "mydata"
+    shutil.copytree(saved_dataset, data_copy)
+    evalset = tmp_path / "evalset"
+    datasets.DatasetDict({"test": make_hf_dataset(8, seed=2)}).save_to_disk(str(evalset))
+    out = tmp_path / "cardrun"
+    main([RECIPE, "--model_name_or_path", tiny_clip, "--dataset_name", str(data_copy), "--output_dir", str(out),
+          "--max_steps", "1", "--per_device_train_batch_size", "4", "--fp16", "false", "--use_cpu", "true",
+          "--dataloader_num_workers", "0", "--warmup_steps", "0", "--save_strategy", "no", "--eval_max_samples", "4",
+          "--eval_attack_steps", "2", "--report_to", "none", "--eval_datasets", f"toy={evalset}",
+          "--compare_with_base", "true", "--use_peft", "true", "--hub_license", "mit"])
+    text = (out / "README.md").read_text()
+    meta = card_metadata(text)
+    assert meta["license"] == "mit" and meta["library_name"] == "transformers"
+    assert "base_model" not in meta  # a local base model is not a Hub id
+    metric = meta["model-index"][0]["results"][0]["metrics"]
+    configs = " ".join(str(m.get("config", "")) for m in metric)
+    assert "PGD-2" in configs and "samples" in configs and "pgd@1/255" in configs
+    assert "@inproceedings" in text and "NeurIPS 2024" in text  # the method's citation
+    assert "## Framework versions" in text and "transformers" in text
+    assert "## LoRA" in text and "`lora_r`: `16`" in text
+    assert "| dataset | base clean | TGA-ZSR clean |" in text and "tradeoff.png" in text
+    assert "OptimizerNames" not in text and "SchedulerType" not in text and "https://github.com/)" not in text
+    # Nothing that would be uploaded carries a local absolute path.
+    for rel in upload_plan(str(out)):
+        path = out / rel
+        if path.suffix in (".md", ".json", ".txt", ".yaml"):
+            content = path.read_text(errors="ignore")
+            assert str(tmp_path) not in content and "/tmp/" not in content, rel

@@ -241,6 +241,13 @@ class RobustTrainingConfig(TrainingArguments):
             "(comparison.md in output_dir)."
         },
     )
+    hub_license: str = field(
+        default="other",
+        metadata={
+            "help": "License in the model card's metadata (a Hub license id such as 'mit' or 'apache-2.0'). The "
+            "weights derive from the base model, whose license applies: 'other' unless you know it."
+        },
+    )
     nonfinite_loss: str = field(
         default="stop",
         metadata={

@@ -34,20 +34,90 @@ def hyperparameters(method_name: str, cfg) -> dict:
     return {k: getattr(getattr(cfg, k), "value", getattr(cfg, k)) for k in names if hasattr(cfg, k)}
 
 
-IGNORED_UPLOADS = ("checkpoint-*", "checkpoint-*/**", "runs/**", "*.pt", "*.pth", "*.bin", "training_args.bin")
+#: Not uploaded: intermediate state, and the evaluation folders (their caches name local paths; the
+#: card and train_results.json carry the results).
+IGNORED_UPLOADS = ("checkpoint-*", "checkpoint-*/**", "runs/**", "*.pt", "*.pth", "*.bin", "training_args.bin",
+                   "eval/**", "eval_base/**", "eval_check/**")
+
+
+def public_name(value):
+    """What may be published of a value: a local path becomes its folder name (``NAME=PATH`` keeps
+    NAME), so no local absolute path reaches the Hub; lists and dicts are cleaned recursively."""
+    if isinstance(value, dict):
+        return {k: public_name(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [public_name(v) for v in value]
+    if isinstance(value, str) and value:
+        name, sep, rest = value.partition("=")
+        if sep and (os.path.isabs(rest) or os.path.exists(rest)) and "/" not in name:
+            return f"{name}={os.path.basename(os.path.normpath(rest))}"
+        if os.path.isabs(value) or value.startswith("~") or (os.sep in value and os.path.exists(value)):
+            return os.path.basename(os.path.normpath(value)) or value
+    return value
+
+
+def _attack_text(results: dict) -> str:
+    """The attack of a results dict, in words: 'PGD-100 (step 1/255, random start), 500 samples'."""
+    settings = results.get("settings") or {}
+    parts = []
+    for name, cfg in (settings.get("attack_settings") or {}).items():
+        if name == "pgd":
+            parts.append(f"PGD-{cfg.get('steps')} (step {cfg.get('step_size'):g}/255"
+                         f"{', random start' if cfg.get('random_start') else ''})")
+        elif name == "autoattack":
+            parts.append(f"AutoAttack {cfg.get('version')} ({cfg.get('n_iter')} iterations)")
+        else:
+            parts.append(f"{name.upper()}-{cfg.get('steps', '')}".rstrip("-"))
+    samples = settings.get("max_samples")
+    return ", ".join(parts) + (f"; first {samples} samples per dataset" if samples else "; all test samples")
 
 
 def _eval_results(results: dict | None) -> list[EvalResult]:
-    """From an evaluation results dict: {"datasets": {name: {"clean_accuracy":..,"robust": {key: acc}}}}."""
+    """model-index entries from an evaluation results dict; robust metrics name the attack, its
+    steps, eps and the sample count."""
     out = []
+    attack = _attack_text(results or {})
     for name, res in ((results or {}).get("datasets") or {}).items():
-        common = dict(task_type="zero-shot-image-classification", dataset_type=name, dataset_name=name)
+        name = public_name(name)
+        common = dict(task_type="zero-shot-image-classification", dataset_type=name,
+                      dataset_name=res.get("display_name", name), dataset_split=res.get("split"))
         if "clean_accuracy" in res:
             out.append(EvalResult(metric_type="accuracy", metric_name="clean accuracy",
-                                  metric_value=float(res["clean_accuracy"]), **common))
+                                  metric_value=float(res["clean_accuracy"]),
+                                  metric_config=f"{res.get('num_samples')} samples", **common))
         for key, acc in (res.get("robust") or {}).items():
             out.append(EvalResult(metric_type="accuracy", metric_name=f"robust accuracy ({key})",
-                                  metric_value=float(acc), **common))
+                                  metric_value=float(acc),
+                                  metric_config=f"{key}: {attack}; {res.get('num_samples')} samples", **common))
+    return out
+
+
+def _results_table(runs: dict[str, dict]) -> str:
+    """Datasets as rows; clean and each robust column per run (top-1 %)."""
+    first = next(iter(runs.values()))
+    keys = sorted({k for r in first["datasets"].values() for k in (r.get("robust") or {})})
+    cols = [(run, "clean") for run in runs] + [(run, k) for k in keys for run in runs]
+    head = "| dataset | " + " | ".join(f"{run} {col}" if len(runs) > 1 else col for run, col in cols) + " |"
+    lines = [head, "|---" * (len(cols) + 1) + "|"]
+    for name, r0 in first["datasets"].items():
+        cells = []
+        for run, col in cols:
+            r = runs[run]["datasets"].get(name, {})
+            value = r.get("clean_accuracy") if col == "clean" else (r.get("robust") or {}).get(col)
+            cells.append("–" if value is None else f"{100 * value:.2f}")
+        lines.append(f"| {r0.get('display_name', public_name(name))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def framework_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("tgazsr", "torch", "transformers", "datasets", "accelerate", "peft", "huggingface_hub"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
     return out
 
 
@@ -58,34 +128,52 @@ def build_model_card(
     hyperparameters: dict,
     results: dict | None = None,
     model_name: str = "robust-clip",
+    base_results: dict | None = None,
+    lora: dict | None = None,
+    license: str = "other",
+    plot: str | None = None,
 ) -> ModelCard:
+    """The model card: Hub metadata (base_model, datasets, license, library, pipeline, tags,
+    model-index results that name their attack), what was trained and how, the results (beside the
+    base model's when computed), LoRA settings, framework versions and the method's citation.
+    Local paths appear only as folder names."""
     from .methods import get_method
 
     method_def = get_method(method)
     evals = _eval_results(results)
+    local_base, local_data = os.path.exists(base_model), os.path.exists(dataset)
     data = ModelCardData(
+        license=license,
         library_name="transformers",
         pipeline_tag="zero-shot-image-classification",
-        base_model=base_model if not os.path.isdir(base_model) else None,
-        datasets=[dataset] if not os.path.exists(dataset) else None,
-        tags=["clip", "adversarial-robustness", "zero-shot", "tgazsr", method],
+        base_model=None if local_base else base_model,
+        datasets=None if local_data else [dataset],
+        tags=["clip", "adversarial-robustness", "zero-shot-image-classification", "tgazsr", method],
         model_name=model_name if evals else None,
         eval_results=evals or None,
     )
-    paper_ref = f" ([{method_def.paper.venue}]({method_def.paper.url}))" if method_def.paper else ""
-    citation = f"\n## Citation\n\n```bibtex\n{method_def.citation()}\n```\n" if method_def.paper else ""
-    rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in hyperparameters.items())
-    table = ""
+    base_text = f"local model `{public_name(base_model)}`" if local_base else f"[`{base_model}`](https://huggingface.co/{base_model})"
+    data_text = f"local dataset `{public_name(dataset)}`" if local_data else f"`{dataset}`"
+    paper = method_def.paper
+    paper_ref = f" ([{paper.title}]({paper.url}), {paper.venue})" if paper else ""
+    rows = "\n".join(f"| `{k}` | `{public_name(getattr(v, 'value', v))}` |" for k, v in hyperparameters.items())
+    sections = []
     if results and results.get("datasets"):
-        keys = sorted({k for r in results["datasets"].values() for k in (r.get("robust") or {})})
-        head = "| dataset | clean | " + " | ".join(keys) + " |\n|---|---|" + "---|" * len(keys)
-        lines = [
-            f"| {name} | {100 * r.get('clean_accuracy', float('nan')):.2f} | "
-            + " | ".join(f"{100 * (r.get('robust') or {}).get(k, float('nan')):.2f}" for k in keys)
-            + " |"
-            for name, r in results["datasets"].items()
-        ]
-        table = "\n## Results (top-1 %, zero-shot)\n\n" + head + "\n" + "\n".join(lines) + "\n"
+        runs = {"base": base_results, method_def.title: results} if base_results and base_results.get("datasets") else {method_def.title: results}
+        sections.append(
+            "## Results (top-1 %, zero-shot)\n\n"
+            f"Attack: {_attack_text(results)}. A sample counts as robust only if it is classified correctly clean "
+            "and after the attack (tgazsr's evaluation harness).\n\n" + _results_table(runs) + "\n"
+        )
+        if plot:
+            sections.append(f"![robust versus clean accuracy]({plot})\n")
+    if lora:
+        sections.append("## LoRA\n\nTrained as LoRA adapters, merged into the saved weights (the adapter is kept in "
+                        "`lora_adapter/`):\n\n" + "\n".join(f"- `{k}`: `{v}`" for k, v in lora.items()) + "\n")
+    versions = "\n".join(f"- {k} {v}" for k, v in framework_versions().items())
+    sections.append(f"## Framework versions\n\n{versions}\n")
+    if paper:
+        sections.append(f"## Citation\n\n```bibtex\n{paper.bibtex}\n```\n")
     body = f"""---
 {data.to_yaml()}
 ---
@@ -93,7 +181,7 @@ def build_model_card(
 # {model_name}
 
 A CLIP vision tower made robust to adversarial images with **{method_def.title}**{paper_ref},
-trained with [tgazsr](https://github.com/). Base model: `{base_model}`; training data: `{dataset}`.
+trained with tgazsr. Base model: {base_text}; training data: {data_text}.
 {method_def.description}
 Only the vision tower was trained; the text tower and logit scale are the base model's.
 
@@ -104,14 +192,16 @@ from transformers import pipeline
 classifier = pipeline("zero-shot-image-classification", model="<this repo or directory>")
 ```
 
-Images are attacked in pixel space [0, 1]; CLIP's normalization is applied after the perturbation.
+Images are attacked in pixel space [0, 1]; the pixel normalization (saved in the image processor) is
+applied after the perturbation.
 
 ## Training hyperparameters
 
 | field | value |
 |---|---|
 {rows}
-{table}{citation}"""
+
+""" + "\n".join(sections)
     return ModelCard(body)
 
 

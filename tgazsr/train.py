@@ -220,6 +220,22 @@ def evaluate_trained(cfg, model_args, data_args, main_process: bool) -> dict:
     return results
 
 
+def tradeoff_plot(output_dir: str, results: dict, method: str) -> str | None:
+    """The base and the trained model on the robust-versus-clean plane, when both were evaluated."""
+    if not (results.get("benchmark") and results.get("base_benchmark")):
+        return None
+    from .evaluation.plot import plot_tradeoff
+    from .methods import get_method
+
+    try:
+        plot_tradeoff([results["base_benchmark"], results["benchmark"]], os.path.join(output_dir, "tradeoff.png"),
+                      labels=["base", get_method(method).title], per_dataset=True)
+    except Exception as err:  # noqa: BLE001 - a plot must never lose the run
+        logger.warning("Could not draw the trade-off plot: %s", err)
+        return None
+    return "tradeoff.png"
+
+
 def main(argv=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), argv)
@@ -242,9 +258,14 @@ def main(argv=None):
         from .hub import hyperparameters, push_checkpoint, write_model_card
 
         if results:
+            from .hub import public_name
+
             with open(os.path.join(cfg.output_dir, "train_results.json"), "w") as f:
-                json.dump(results, f, indent=2)
+                json.dump(public_name(results), f, indent=2)  # uploaded: no local paths
         hyper = hyperparameters(cfg.method, cfg)
+        lora = None
+        if model_args.use_peft:
+            lora = {k: getattr(model_args, k) for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")}
         write_model_card(
             cfg.output_dir,
             method=cfg.method,
@@ -253,6 +274,10 @@ def main(argv=None):
             hyperparameters=hyper,
             results=results.get("benchmark"),
             model_name=(cfg.hub_model_id or os.path.basename(os.path.abspath(cfg.output_dir))),
+            base_results=results.get("base_benchmark"),
+            lora=lora,
+            license=cfg.hub_license,
+            plot=tradeoff_plot(cfg.output_dir, results, cfg.method),
         )
         if push:
             try:

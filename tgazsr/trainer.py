@@ -21,6 +21,7 @@ from transformers import Trainer
 
 from .attacks import pgd
 from .errors import UserError
+from .hub import public_name
 from .methods import Method, StepView
 from .modeling import FrozenImageEncoder, ImageEncoding, ZeroShotCLIP
 from .objectives import AttackTarget, objective_loss
@@ -195,11 +196,13 @@ class RobustCLIPTrainer(Trainer):
                                      f"{bad[0]}); the last saved checkpoint is kept.")
         plain_clip(unwrapped).save_pretrained(output_dir, safe_serialization=True)
         if is_peft(unwrapped.clip):
-            unwrapped.clip.save_pretrained(os.path.join(output_dir, ADAPTER_DIR))
+            adapter_dir = os.path.join(output_dir, ADAPTER_DIR)
+            unwrapped.clip.save_pretrained(adapter_dir)
+            _publishable_adapter(adapter_dir)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
         with open(os.path.join(output_dir, "tgazsr_recipe.json"), "w") as f:
-            json.dump(self.recipe, f, indent=2, default=str)
+            json.dump(public_name(self.recipe), f, indent=2, default=str)  # no local paths in what is uploaded
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         unwrapped: ZeroShotCLIP = self.accelerator.unwrap_model(model or self.model)
@@ -226,6 +229,20 @@ class RobustCLIPTrainer(Trainer):
                 f"Checkpoint {resume_from_checkpoint} does not match the model: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}."
             )
+
+
+def _publishable_adapter(adapter_dir: str) -> None:
+    """PEFT writes the base model's local path into the adapter's config and card: keep its folder name only."""
+    config = os.path.join(adapter_dir, "adapter_config.json")
+    if os.path.isfile(config):
+        with open(config) as f:
+            data = json.load(f)
+        data["base_model_name_or_path"] = public_name(data.get("base_model_name_or_path"))
+        with open(config, "w") as f:
+            json.dump(data, f, indent=2)
+    card = os.path.join(adapter_dir, "README.md")
+    if os.path.isfile(card):
+        os.remove(card)  # PEFT's template card; the model's own card describes the adapter
 
 
 def _split(enc, n: int):
