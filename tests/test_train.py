@@ -252,3 +252,36 @@ def test_crash_leaves_a_resumable_checkpoint(tiny_clip, saved_dataset, tmp_path)
     results = main([str(RECIPES / "tga_zsr.yaml"), *tiny_args(tiny_clip, saved_dataset, out, "--max_steps", "4",
                                                                "--resume_from_checkpoint", "true")])
     assert results is not None and (out / "model.safetensors").is_file()
+
+
+def test_robust_accuracy_while_training_reaches_logs_and_picks_the_best(tiny_clip, saved_dataset, tmp_path):
+    import datasets
+
+    from conftest import make_hf_dataset
+
+    held_out = tmp_path / "held_out"
+    datasets.DatasetDict({"test": make_hf_dataset(8, seed=5)}).save_to_disk(str(held_out))
+    logged = []
+    from transformers import TrainerCallback
+
+    class Capture(TrainerCallback):  # what a tracker (tensorboard, wandb) receives
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logged.append(dict(logs or {}))
+
+    out = tmp_path / "evalsteps"
+    model_args, data_args, cfg = parse([str(RECIPES / "tecoa.yaml"), *tiny_args(
+        tiny_clip, saved_dataset, out, "--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "2",
+        "--eval_datasets", f"held={held_out}", "--eval_steps_max_samples", "4", "--save_strategy", "steps",
+        "--save_steps", "2", "--metric_for_best_model", "eval_robust_accuracy", "--learning_rate", "0.01")])
+    trainer, _, _ = build_trainer(model_args, data_args, cfg)
+    trainer.add_callback(Capture())
+    trainer.train()
+    evals = [h for h in trainer.state.log_history if "eval_robust_accuracy" in h]
+    assert [h["step"] for h in evals] == [2, 4]
+    assert all({"eval_clean_accuracy", "eval_held_robust_accuracy"} <= set(h) for h in evals)
+    assert any("eval_robust_accuracy" in entry for entry in logged)
+    assert trainer.state.best_metric == max(h["eval_robust_accuracy"] for h in evals)
+    assert trainer.state.best_model_checkpoint.endswith(("checkpoint-2", "checkpoint-4"))
+    assert trainer.model.training  # back to training mode after each evaluation
+    saved = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert any("eval_robust_accuracy" in h for h in saved["log_history"])

@@ -241,6 +241,14 @@ class RobustTrainingConfig(TrainingArguments):
             "(comparison.md in output_dir)."
         },
     )
+    eval_steps_max_samples: int = field(
+        default=256,
+        metadata={
+            "help": "With eval_strategy steps|epoch: clean and PGD accuracy on the first N images of each "
+            "eval_datasets entry while training (logged as eval_clean_accuracy, eval_robust_accuracy and per "
+            "dataset; metric_for_best_model can pick eval_robust_accuracy)."
+        },
+    )
     hub_license: str = field(
         default="other",
         metadata={

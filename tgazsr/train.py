@@ -27,7 +27,7 @@ from .errors import UserError, run_command
 from .modeling import PIXEL_NORMALIZATIONS, ZeroShotCLIP, load_clip, load_processor
 from .recipes import parse_recipe
 from .evaluation import comparison_markdown, end_of_training_check, evaluate_after_training
-from .trainer import RobustCLIPTrainer
+from .trainer import HeldOutSets, RobustCLIPTrainer
 
 logger = logging.getLogger("tgazsr.train")
 
@@ -93,6 +93,9 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: Rob
         "data": dataclasses.asdict(data_args),
         "training": {k: v for k, v in cfg.to_dict().items() if not k.startswith("_") and "token" not in k},
     }
+    if cfg.eval_strategy != "no" and not cfg.eval_datasets:
+        raise PreflightError(f"eval_strategy {cfg.eval_strategy} evaluates robust accuracy while training on "
+                             "eval_datasets: name them (e.g. --eval_datasets cifar10=/data/cifar10 stl10=...).")
     trainer = RobustCLIPTrainer(
         model=model,
         args=cfg,
@@ -105,6 +108,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: Rob
         train_dataset=train.dataset,
         data_collator=collate,
         processing_class=processor,
+        eval_dataset=HeldOutSets(cfg.eval_datasets) if cfg.eval_strategy != "no" and cfg.eval_datasets else None,
     )
     return trainer, train, tokenizer
 

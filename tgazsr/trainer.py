@@ -13,6 +13,7 @@ import copy
 import json
 import logging
 import os
+import re
 from collections import defaultdict
 
 import torch
@@ -165,6 +166,34 @@ class RobustCLIPTrainer(Trainer):
             "pass --nonfinite_loss skip to skip such steps."
         )
 
+    # --- robust accuracy while training ------------------------------------------------------
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Clean and PGD accuracy of the model as it is now, on ``eval_datasets`` (the first
+        ``eval_steps_max_samples`` images of each), through the one evaluation harness. The numbers
+        are logged (so they reach ``report_to`` trackers and ``trainer_state.json``) and returned
+        for ``metric_for_best_model`` (``eval_robust_accuracy``, ``eval_clean_accuracy``)."""
+        if not isinstance(self.eval_dataset, HeldOutSets):
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        from .evaluation import run_evaluation, training_eval_arguments
+
+        cfg = self.args
+        unwrapped: ZeroShotCLIP = self.accelerator.unwrap_model(self.model)
+        tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
+        args = training_eval_arguments(
+            f"{cfg.output_dir} (step {self.state.global_step})", self.eval_dataset.entries, cfg,
+            os.path.join(cfg.output_dir, "eval_during_training"), max_samples=cfg.eval_steps_max_samples,
+            sanity_samples=0,
+        )
+        was_training = unwrapped.training
+        try:
+            results = run_evaluation(args, model=unwrapped, tokenizer=tokenizer)
+        finally:
+            unwrapped.train(was_training)
+        metrics = training_metrics(results, metric_key_prefix)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
     # --- metrics ---------------------------------------------------------------------------
     @torch.no_grad()
     def _record(self, out, labels, acc_name: str) -> None:
@@ -229,6 +258,34 @@ class RobustCLIPTrainer(Trainer):
                 f"Checkpoint {resume_from_checkpoint} does not match the model: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}."
             )
+
+
+class HeldOutSets:
+    """The held-out zero-shot sets evaluated while training (what ``eval_dataset`` stands for here)."""
+
+    def __init__(self, entries):
+        self.entries = list(entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def training_metrics(results: dict, prefix: str = "eval") -> dict[str, float]:
+    """Flat metrics of a harness results dict: averages, then per dataset (fractions)."""
+    avg = results.get("average") or {}
+    metrics = {}
+    if "clean_accuracy" in avg:
+        metrics[f"{prefix}_clean_accuracy"] = avg["clean_accuracy"]
+    robust = avg.get("robust") or {}
+    if robust:
+        metrics[f"{prefix}_robust_accuracy"] = next(iter(robust.values()))
+    for name, r in (results.get("datasets") or {}).items():
+        short = re.sub(r"[^A-Za-z0-9_]+", "_", os.path.basename(str(name).rstrip("/")))
+        metrics[f"{prefix}_{short}_clean_accuracy"] = r["clean_accuracy"]
+        for key, value in (r.get("robust") or {}).items():
+            metrics[f"{prefix}_{short}_robust_accuracy"] = value
+            break
+    return metrics
 
 
 def _publishable_adapter(adapter_dir: str) -> None:
