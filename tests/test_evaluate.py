@@ -297,7 +297,10 @@ def test_training_puts_benchmark_results_into_the_model_card(eval_world, tiny_cl
     assert bench["num_samples"] == 4 and set(bench["robust"]) == {"pgd@1/255"}
     card = (out / "README.md").read_text()
     assert "robust accuracy (pgd@1/255)" in card and "clean accuracy" in card
-    assert json.loads((out / "train_results.json").read_text())["benchmark"]["datasets"]["saved"] == bench
+    from tgazsr.hub import public_name
+
+    saved = json.loads((out / "train_results.json").read_text())["benchmark"]["datasets"]["saved"]
+    assert saved == public_name(bench) and saved["source"] == "saved"  # the uploaded copy names no local path
 
 
 def test_compare_with_base_prints_both_models(eval_world, tiny_clip, saved_dataset, tmp_path, capsys):
@@ -373,3 +376,29 @@ def test_two_processes_give_the_numbers_of_one(eval_world, tmp_path):
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     assert two["num_processes"] == 2
     assert _numbers(two) == _numbers(single)
+
+
+def test_exports_and_leaderboard_other_tools_read(main_run, tmp_path):
+    import csv
+
+    from tgazsr.cli import main as tgazsr_main
+
+    results, out = main_run
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {r["dataset"] for r in rows} == set(results["datasets"])
+    assert all(r["task"] == "zeroshot_classification" and "acc1" in r["metrics"] for r in rows)
+    assert all("robust_acc1@worst@8/255" in r["metrics"] for r in rows)
+    table = list(csv.DictReader((out / "results.csv").open()))
+    assert len(table) == len(rows) and float(table[0]["acc1"]) == rows[0]["metrics"]["acc1"]
+    # Two runs ranked in one table; the default column is the worst case at the largest eps.
+    other = json.loads((out / "results.json").read_text())
+    for r in other["datasets"].values():
+        r["robust"] = {k: v / 2 for k, v in r["robust"].items()}
+    other["model"] = "weaker"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    md = tmp_path / "lb.md"
+    assert tgazsr_main(["leaderboard", str(out / "results.json"), str(tmp_path / "other.json"), "--output", str(md),
+                        "--plot", str(tmp_path / "lb.png")]) == 0
+    text = md.read_text()
+    assert "Robust = worst@8/255" in text and text.index("| 1 |") < text.index("| weaker |")
+    assert (tmp_path / "lb.png").stat().st_size > 1000

@@ -3,6 +3,7 @@
     tgazsr train recipes/tga_zsr.yaml --max_steps 100          (or --config recipes/tga_zsr.yaml)
     tgazsr evaluate recipes/eval_tga16.yaml --model_name_or_path outputs/clip-vit-b32-tga-zsr
     tgazsr plot eval/clip/results.json eval/tga_zsr/results.json --output tradeoff.png
+    tgazsr leaderboard eval/*/results.json --output leaderboard.md
     tgazsr visualize --model_name_or_path M --image dog.jpg --label dog --class_names dog,cat,bird
     tgazsr world                                                (build the offline world, report its model)
 
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tgazsr.train", "train a robust CLIP from a recipe (one YAML per method)"),
     "evaluate": ("tgazsr.evaluation.cli", "zero-shot clean and robust accuracy over benchmark datasets"),
     "plot": ("tgazsr.evaluation.plot", "robust-versus-clean plot of several results.json files"),
+    "leaderboard": ("tgazsr.evaluation.leaderboard", "several results.json files in one ranked table"),
     "visualize": ("tgazsr.evaluation.visualize", "clean and adversarial text-guided attention of one image"),
     "world": ("tgazsr.world.__main__", "build the offline synthetic world and report its base model"),
 }

@@ -299,6 +299,9 @@ class RobustTrainingConfig(TrainingArguments):
         raise_problems(training_problems(self))
         # Image columns must reach the collator.
         self.remove_unused_columns = False
+        # Every trainable parameter takes part in every step: DDP need not search for unused ones.
+        if self.ddp_find_unused_parameters is None:
+            self.ddp_find_unused_parameters = False
         super().__post_init__()
 
     def check_recipe(self, parsed: tuple) -> None:

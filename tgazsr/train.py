@@ -240,8 +240,22 @@ def tradeoff_plot(output_dir: str, results: dict, method: str) -> str | None:
     return "tradeoff.png"
 
 
+def quiet_other_processes() -> None:
+    """Under torchrun / accelerate, log from the main process only (others: warnings and errors)."""
+    import datasets
+    import transformers
+
+    rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0)
+    level = logging.INFO if rank == 0 else logging.WARNING
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
+    if rank != 0:
+        transformers.utils.logging.set_verbosity_warning()
+        datasets.utils.logging.set_verbosity_warning()
+        datasets.disable_progress_bars()
+
+
 def main(argv=None):
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    quiet_other_processes()
     model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), argv)
     push, cfg.push_to_hub = cfg.push_to_hub, False  # we push the final checkpoint ourselves, once
     if data_args.synthetic_world:
@@ -258,6 +272,10 @@ def main(argv=None):
         raise RunFailed(f"Training finished and the model is saved in {cfg.output_dir}, but its evaluation failed: "
                         f"{type(err).__name__}: {err}\nEvaluate it later with: python -m tgazsr.evaluate "
                         f"--model_name_or_path {cfg.output_dir} --datasets ...") from err
+    if results.get("benchmark"):  # the final benchmark reaches the trackers too
+        from .trainer import training_metrics
+
+        trainer.log(training_metrics(results["benchmark"], "benchmark"))
     if trainer.is_world_process_zero():
         from .hub import hyperparameters, push_checkpoint, write_model_card
 

@@ -26,20 +26,38 @@ def load_results(path: str) -> dict:
 
 
 def _default_label(results: dict, index: int) -> str:
-    model = results.get("model") or f"run {index + 1}"
-    return os.path.basename(os.path.normpath(str(model))) or str(model)
+    """A model's name: the title of its model card when it has one, else its folder or Hub name."""
+    model = str(results.get("model") or f"run {index + 1}")
+    card = os.path.join(model, "README.md")
+    if os.path.isfile(card):
+        with open(card, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return os.path.basename(os.path.normpath(model)) or model
+
+
+def _eps_of(key: str) -> float:
+    budget = key.split("@", 1)[1] if "@" in key else ""
+    try:
+        return float(budget.split("/")[0].replace("l2=", ""))
+    except ValueError:
+        return 0.0
 
 
 def common_key(runs: Sequence[dict]) -> str | None:
-    """The first robust column every run has (attack columns before worst-case ones)."""
+    """The column that says most, among those every run has: the worst case over the run's attacks
+    (or its single attack) at the largest budget."""
     keys = None
     for r in runs:
         these = list((r.get("average") or {}).get("robust", {}))
         keys = these if keys is None else [k for k in keys if k in these]
     if not keys:
         return None
-    plain = [k for k in keys if not k.startswith("worst@")]
-    return (plain or keys)[0]
+    largest = max(_eps_of(k) for k in keys)
+    at_largest = [k for k in keys if _eps_of(k) == largest]
+    worst = [k for k in at_largest if k.startswith("worst@")]
+    return (worst or at_largest)[0]
 
 
 def plot_tradeoff(

@@ -97,6 +97,7 @@ def write_reports(results: dict, output_dir: str, plot: bool = True) -> None:
     os.replace(tmp, os.path.join(output_dir, "results.json"))
     with open(os.path.join(output_dir, "results.md"), "w", encoding="utf-8") as f:
         f.write(results_markdown(results))
+    write_exports(results, output_dir)
     if plot and results.get("datasets"):
         try:
             from .plot import plot_tradeoff
@@ -104,6 +105,65 @@ def write_reports(results: dict, output_dir: str, plot: bool = True) -> None:
             plot_tradeoff([results], os.path.join(output_dir, "tradeoff.png"))
         except Exception as err:  # noqa: BLE001 - a plot must never lose the numbers
             logger.warning("Could not draw the trade-off plot: %s", err)
+
+
+def export_rows(results: dict) -> list[dict]:
+    """One CLIP_benchmark-style record per dataset: dataset, model, task, metrics (acc1 = clean
+    top-1; one ``robust_acc1@<attack>@<eps>`` per robust column), plus the attack settings."""
+    rows = []
+    for name, r in (results.get("datasets") or {}).items():
+        metrics = {"acc1": r.get("clean_accuracy")}
+        metrics.update({f"robust_acc1@{k}": v for k, v in (r.get("robust") or {}).items()})
+        rows.append({
+            "dataset": name, "model": results.get("model"), "model_fingerprint": results.get("model_fingerprint"),
+            "task": "zeroshot_classification", "protocol": results.get("protocol"), "split": r.get("split"),
+            "num_samples": r.get("num_samples"), "metrics": metrics,
+            "attack_settings": (results.get("settings") or {}).get("attack_settings"),
+        })
+    return rows
+
+
+def write_exports(results: dict, output_dir: str) -> None:
+    """``results.jsonl`` (one CLIP_benchmark-style record per dataset) and ``results.csv``."""
+    import csv
+
+    rows = export_rows(results)
+    with open(os.path.join(output_dir, "results.jsonl"), "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    keys = list(dict.fromkeys(k for row in rows for k in row["metrics"]))
+    with open(os.path.join(output_dir, "results.csv"), "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "dataset", "split", "num_samples", *keys])
+        for row in rows:
+            writer.writerow([row["model"], row["dataset"], row["split"], row["num_samples"],
+                             *[row["metrics"].get(k) for k in keys]])
+
+
+def leaderboard_markdown(runs: list[dict], labels: list[str], key: str | None = None) -> str:
+    """Several results files in one table, best worst-case robust accuracy first: average clean and
+    robust accuracy over the datasets all runs share, then each dataset's robust accuracy."""
+    from .plot import common_key
+
+    key = key or common_key(runs)
+    if key is None:
+        raise ValueError("The results share no robust accuracy column.")
+    shared = [n for n in runs[0]["datasets"] if all(n in r["datasets"] for r in runs)]
+    rows = []
+    for run, label in zip(runs, labels):
+        per = [run["datasets"][n] for n in shared]
+        clean = sum(r["clean_accuracy"] for r in per) / max(len(per), 1)
+        robust = sum(r["robust"].get(key, float("nan")) for r in per) / max(len(per), 1)
+        rows.append((robust, clean, label, [r["robust"].get(key) for r in per]))
+    rows.sort(key=lambda row: -row[0])
+    heads = [runs[0]["datasets"][n].get("display_name", n) for n in shared]
+    lines = [f"Robust = {key} (top-1 %, a sample counts only if correct clean and under every attack); "
+             f"{len(shared)} shared datasets.", "",
+             "| rank | model | avg robust | avg clean | " + " | ".join(heads) + " |",
+             "|---" * (4 + len(heads)) + "|"]
+    for i, (robust, clean, label, cells) in enumerate(rows, 1):
+        lines.append(f"| {i} | {label} | {_pct(robust)} | {_pct(clean)} | " + " | ".join(_pct(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def sanity_line(record: dict) -> str:
