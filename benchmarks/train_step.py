@@ -1,12 +1,17 @@
-"""Training-step throughput per method (a benchmark, not a test).
+"""Training-step speed: tgazsr's TGA-ZSR step against the reference code's structure (a benchmark).
 
-    python benchmarks/train_step.py --arch vit-b-32 --batch_size 32 --steps 5 [--methods tga_zsr tecoa]
+    python benchmarks/train_step.py                          # ratio on ViT-B/32, 200 classes, PGD-2
+    python benchmarks/train_step.py --batch_size 128         # the GPU default
+    python benchmarks/train_step.py --all_methods --steps 5  # images/s of every method's step
 
-Builds a randomly initialized CLIP with the architecture of openai/clip-vit-base-patch32 from
-its config (no download; speed does not depend on the weights), a generated dataset, and times
-``RobustCLIPTrainer`` steps (attack + forward + backward + optimizer) after one warm-up step.
-Prints a Markdown table: images per second and, on CUDA, peak memory. Paste it into
-BENCHMARKS.md with the machine it ran on.
+Builds a randomly initialized CLIP with the architecture of openai/clip-vit-base-patch32 from its
+config (no download; speed does not depend on the weights) and a generated batch, then times, in
+one run on the same model, batch, machine and precision, (a) tgazsr's step (``compute_loss`` +
+backward + SGD update) and (b) the same step with the reference code's structure
+(``reference_step.py``: prompts re-encoded with gradients at every step and attack iteration, the
+attack's backward filling parameter gradients, four vision passes, the frozen model with gradients
+on) + the same SGD update. Prints images per second of both (and peak GPU memory) and, as its
+last line, ``speedup: X.XX``. Paste the output into BENCHMARKS.md with the machine it ran on.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 ARCHS = {
     # ViT-B/32 as in openai/clip-vit-base-patch32
@@ -58,6 +64,84 @@ def build_model(directory: str, arch: str) -> str:
     return directory
 
 
+def ratio(args) -> float:
+    """Time tgazsr's step and the reference-structured step on one model and batch; print both."""
+    import statistics
+
+    from conftest import make_hf_dataset
+    from reference_step import GradFrozen, reference_step
+
+    from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
+    from tgazsr.data import collate
+    from tgazsr.recipes import parse_recipe
+    from tgazsr.train import build_trainer
+
+    use_cpu = not torch.cuda.is_available()
+    names = [f"class {i}" for i in range(args.num_classes)]
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = build_model(os.path.join(tmp, "clip"), args.arch)
+        data_dir = os.path.join(tmp, "data")
+        make_hf_dataset(args.batch_size, class_names=names).save_to_disk(data_dir)
+        model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), [
+            os.path.join(os.path.dirname(__file__), "..", "recipes", "tga_zsr.yaml"), "--model_name_or_path",
+            model_dir, "--dataset_name", data_dir, "--output_dir", os.path.join(tmp, "out"), "--use_cpu",
+            str(use_cpu).lower(), "--fp16", "false", "--eval_split", "", "--report_to", "none",
+            "--train_numsteps", str(args.pgd_steps), "--dataloader_num_workers", "0",
+        ])
+        trainer, train, tokenizer = build_trainer(model_args, data_args, cfg)
+        model = trainer.model
+        device = next(model.parameters()).device
+        batch = collate([train.dataset[i] for i in range(args.batch_size)])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        frozen = GradFrozen(trainer.ref_model)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=1e-6, momentum=0.9)
+        model.train()
+
+        def ours():
+            loss = trainer.compute_loss(model, batch)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        def theirs():
+            reference_step(model, frozen, tokenizer, train.class_names, data_args.prompt_template,
+                           batch["pixel_values"], batch["labels"], cfg)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            for p in frozen.parameters():
+                p.grad = None
+
+        def timed(fn):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            return time.perf_counter() - t
+
+        results = {}
+        for name, fn in (("tgazsr", ours), ("reference structure", theirs)):
+            fn()  # warm-up
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+            times = [timed(fn) for _ in range(args.steps)]
+            mem = f"{torch.cuda.max_memory_allocated() / 2**30:.2f}" if torch.cuda.is_available() else "n/a"
+            results[name] = (statistics.median(times), mem)
+        device_name = torch.cuda.get_device_name() if not use_cpu else \
+            f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        print(f"<!-- {args.arch}, {args.num_classes} classes, PGD-{args.pgd_steps}, batch {args.batch_size}, "
+              f"fp32, {device_name}, torch {torch.__version__}, median of {args.steps} steps -->")
+        print("| step | s/step | images/s | peak GPU memory (GiB) |")
+        print("|---|---|---|---|")
+        for name, (sec, mem) in results.items():
+            print(f"| {name} | {sec:.3f} | {args.batch_size / sec:.2f} | {mem} |")
+        speedup = results["reference structure"][0] / results["tgazsr"][0]
+        print(f"speedup: {speedup:.2f}")
+        return speedup
+
+
 def main():
     from conftest import make_hf_dataset
 
@@ -68,11 +152,19 @@ def main():
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="vit-b-32", choices=sorted(ARCHS))
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--batch_size", type=int, default=None, help="default: 8 on CPU, 128 on a GPU")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
+    parser.add_argument("--num_classes", type=int, default=200, help="class prompts (Tiny-ImageNet: 200)")
+    parser.add_argument("--pgd_steps", type=int, default=2)
+    parser.add_argument("--all_methods", action="store_true", help="images/s of every method's step instead")
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--fp16", action="store_true", help="fp16 autocast (CUDA only), as the recipes use")
     args = parser.parse_args()
+    if args.batch_size is None:
+        args.batch_size = 128 if torch.cuda.is_available() else 8
+    if not args.all_methods:
+        ratio(args)
+        return
     recipes = os.path.join(os.path.dirname(__file__), "..", "recipes")
     use_cpu = not torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as tmp:
