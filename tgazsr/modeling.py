@@ -215,6 +215,16 @@ class ZeroShotCLIP(_PixelSpace):
         for _, p in params:
             p.requires_grad_(True)
 
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, every_n_layers: int = 1,
+                                        offload: bool = False) -> None:
+        """Recompute the towers' activations in the backward pass (``--activation_checkpointing true``,
+        or ``--gradient_checkpointing true``): less memory, the same gradients, about a third more compute.
+        Only the trained vision tower runs with gradients, so only it is affected in practice."""
+        self.clip.activation_checkpointing_enable(activation_checkpointing_kwargs=activation_checkpointing_kwargs,
+                                                  every_n_layers=every_n_layers, offload=offload)
+
+    gradient_checkpointing_enable = activation_checkpointing_enable
+
     def frozen_copy(self) -> "FrozenImageEncoder":
         return FrozenImageEncoder(self.vision_model, self.visual_projection, (self.pixel_mean, self.pixel_std))
 
