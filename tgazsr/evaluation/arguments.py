@@ -60,6 +60,21 @@ class EvalArguments:
             "(CLIP_benchmark's names and prompt ensembles)."
         },
     )
+    fix_prompt_typos: bool = field(
+        default=False,
+        metadata={
+            "help": "Use the corrected prompts where the reference's have typos (PCAM's 'Tthis is a photo of ...'). "
+            "Default: the reference's strings, as the published table used them."
+        },
+    )
+    check_data: bool = field(
+        default=False,
+        metadata={
+            "help": "Check the datasets instead of evaluating: for each registry entry, read metadata and a few rows "
+            "(Hub or DATA_DIR/<name>), verify class names, order, counts and split sizes, print a table "
+            "(docs/datasets.md). Needs no model."
+        },
+    )
     data_dir: str | None = field(
         default=None,
         metadata={"help": "A folder of local copies: DATA_DIR/<registry name> is used instead of the Hub when it exists."},

@@ -36,6 +36,7 @@ UNKEYED_FIELDS: dict[str, str] = {
     "datasets": "each dataset is keyed by its own identity and data fingerprint",
     "data_dir": "each dataset is keyed by its own identity and data fingerprint",
     "attack_options": "replaced by the resolved settings of the attacks that run",
+    "check_data": "a data check computes no number",
     "allow_extreme_budget": "it lets a budget through the input check; the budgets themselves are keyed",
 }
 

@@ -59,11 +59,24 @@ def check_inputs(args: EvalArguments) -> None:
         raise DatasetUnavailable("\n".join(problems))
 
 
+def check_datasets(args: EvalArguments) -> int:
+    """``--check_data``: the data check table of the registry entries named by --datasets (default:
+    the 16 of the TGA table) under --protocol; exit 1 when a check failed."""
+    from ..data.check import check_data, format_check_table
+
+    names = [e for e in args.datasets if "=" not in e] or None
+    rows = check_data(names, protocol=args.protocol, data_dir=args.data_dir)
+    print(format_check_table(rows))
+    return 1 if any(r["status"] == "failed" for r in rows) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from accelerate import PartialState
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_eval_args(argv)
+    if args.check_data:
+        return check_datasets(args)
     check_inputs(args)
     owned = not PartialState._shared_state
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..data import prepare_classification_data, registry
 from ..errors import UserError
-from ..data.loading import IMAGE_COLUMN_GUESSES, LABEL_COLUMN_GUESSES, find_column, load_image_dataset, with_pixels
+from ..data.loading import with_pixels
 from .arguments import DEFAULT_TEMPLATE, LOCAL_METADATA_FILE, EvalArguments
 
 
@@ -120,25 +120,25 @@ def resolve_entry(entry: str, args: EvalArguments) -> tuple[str, str, str]:
 
 
 def _prepare_registry(name: str, source: str, args: EvalArguments, image_size: int) -> EvalDataset:
-    import datasets as hf_datasets
+    """The protocol's own source (``spec.source_for(protocol)``: every split the reference evaluated,
+    CLIP_benchmark's copy for FARE), or its local copy at ``source``; labels checked by name (the
+    data's ClassLabel, names file or class-name column) before any image is scored."""
+    from ..data.sources import load_protocol_data
 
     spec = registry.get_benchmark(name)
-    local = os.path.exists(source)
-    ds, split = load_image_dataset(source, spec.split, spec.config_name, accept_unnamed=local, return_split=True)
-    image_col = find_column(ds, spec.image_column, (spec.image_column, *IMAGE_COLUMN_GUESSES), "image")
-    label_col = find_column(ds, spec.label_column, (spec.label_column, *LABEL_COLUMN_GUESSES), "label")
-    feature = ds.features[label_col]
-    hub_names = list(feature.names) if isinstance(feature, hf_datasets.ClassLabel) else None
-    names = registry.class_names(spec, args.protocol, hub_names)
-    templates = registry.prompt_templates(spec, args.protocol)
-    mapping = registry.label_map(spec, args.protocol, hub_names)
+    protocol = args.protocol
+    data = load_protocol_data(spec, protocol, source if os.path.exists(source) else None)
+    names = registry.class_names(spec, protocol, data.label_names)
+    templates = registry.prompt_templates(spec, protocol, fix_typos=bool(args.fix_prompt_typos))
+    mapping = registry.label_map(spec, protocol, data.label_names)
+    ds, label_col = data.dataset, data.label_column
     if mapping is not None:
         ds = ds.filter(lambda y: mapping[int(y)] >= 0, input_columns=[label_col])
     if args.max_samples is not None and args.max_samples < len(ds):
         ds = ds.select(range(args.max_samples))
     fingerprint = _fingerprint_of(ds)
-    data = with_pixels(ds, image_col, label_col, len(names), image_size, spec.resize, mapping)
-    return EvalDataset(spec.name, spec.display_name, source, split or spec.split, data, names, templates, fingerprint)
+    pixels = with_pixels(ds, data.image_column, label_col, len(names), image_size, spec.resize, mapping)
+    return EvalDataset(spec.name, spec.display_name, data.source, data.split, pixels, names, templates, fingerprint)
 
 
 def _prepare_local(name: str, path: str, args: EvalArguments, image_size: int) -> EvalDataset:
@@ -167,8 +167,8 @@ def prepare_dataset(entry: str, args: EvalArguments, image_size: int) -> EvalDat
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hub_id, split = (None, args.split or "test")
         if kind == "registry":
-            spec = _lookup_benchmark(name)
-            hub_id, split = spec.hub_id, spec.split
+            source_of = _lookup_benchmark(name).source_for(args.protocol)
+            hub_id, split = source_of.hub_id, ",".join(source_of.splits)
         elif kind == "hub":
             hub_id = name
         raise DatasetUnavailable(
