@@ -27,10 +27,12 @@ from .errors import USAGE_EXIT, run_command
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tgazsr.train", "train a robust CLIP from a recipe (one YAML per method)"),
     "evaluate": ("tgazsr.evaluation.cli", "zero-shot clean and robust accuracy over benchmark datasets"),
+    "data": ("tgazsr.data.check", "check the benchmark datasets' names, order, counts and splits (no model)"),
     "plot": ("tgazsr.evaluation.plot", "robust-versus-clean plot of several results.json files"),
     "leaderboard": ("tgazsr.evaluation.leaderboard", "several results.json files in one ranked table"),
     "visualize": ("tgazsr.evaluation.visualize", "clean and adversarial text-guided attention of one image"),
     "world": ("tgazsr.world.__main__", "build the offline synthetic world and report its base model"),
+    "convert": ("tgazsr.convert", "OpenAI-CLIP / open_clip checkpoints and published robust CLIPs as CLIPModel folders"),
 }
 
 

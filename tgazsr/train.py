@@ -261,6 +261,11 @@ def main(argv=None):
     if data_args.synthetic_world:
         use_synthetic_world(model_args, data_args, cfg)
     preflight(cfg, push)
+    from .convert import load_model_or_convert, needs_conversion
+
+    if needs_conversion(model_args.model_name_or_path):  # an OpenAI-CLIP / open_clip checkpoint: converted once, cached
+        with cfg.main_process_first(desc="checkpoint conversion"):
+            model_args.model_name_or_path = load_model_or_convert(model_args.model_name_or_path)
     resume = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
     prepare_output_dir(cfg.output_dir, cfg.overwrite_output_dir, resuming=resume is not None)
     trainer, train, tokenizer = build_trainer(model_args, data_args, cfg)

@@ -77,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_eval_args(argv)
     if args.check_data:
         return check_datasets(args)
+    if args.model_name_or_path:  # an OpenAI-CLIP / open_clip checkpoint or a zoo name: converted once, cached
+        from ..convert import load_model_or_convert
+
+        args.model_name_or_path = load_model_or_convert(args.model_name_or_path)
     check_inputs(args)
     owned = not PartialState._shared_state
     try:
