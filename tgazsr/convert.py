@@ -79,6 +79,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from .files import file_lock
 from .errors import UserError
 
 logger = logging.getLogger("tgazsr.convert")
@@ -1044,21 +1045,6 @@ def _fingerprint(resolved: _Resolved, **options) -> str:
     return h.hexdigest()[:12]
 
 
-@contextlib.contextmanager
-def _lock(path: str):
-    with open(path, "a") as handle:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            yield
-            return
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def load_model_or_convert(name_or_path: str, cache_dir: str | None = None, *, base_model: str | None = None,
                           tokenizer: str | None = None, quick_gelu: bool | None = None) -> str:
     """A CLIPModel directory or Hub id for ``--model_name_or_path``.
@@ -1083,7 +1069,7 @@ def load_model_or_convert(name_or_path: str, cache_dir: str | None = None, *, ba
     if done():
         logger.info("Using the conversion of %s in %s.", resolved.name, out)
         return out
-    with _lock(os.path.join(root, f".{os.path.basename(out)}.lock")):
+    with file_lock(os.path.join(root, f".{os.path.basename(out)}.lock")):
         if not done():  # another process may have finished it while this one waited
             _convert_resolved(resolved, out, base_model=base_model, tokenizer=tokenizer, quick_gelu=quick_gelu,
                               overwrite=True)

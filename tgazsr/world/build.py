@@ -16,7 +16,6 @@ is whole; a file lock beside the root keeps two processes from building the same
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -26,6 +25,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from ..files import file_lock
 from .sets import (
     EVAL_SETS,
     EVAL_SPLIT,
@@ -94,23 +94,6 @@ def default_root(seed: int = 0, small: bool = False) -> str:
         cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         base = os.path.join(cache, "tgazsr")
     return os.path.join(base, f"world-{WORLD_VERSION}-seed{seed}" + ("-small" if small else ""))
-
-
-@contextlib.contextmanager
-def file_lock(path: str):
-    """An exclusive lock on ``path`` (POSIX ``flock``; a no-op where that is missing)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "a") as handle:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            yield
-            return
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def put_atomically(final: str, write) -> None:
