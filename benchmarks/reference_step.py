@@ -3,7 +3,9 @@
 Written here (not copied) from how the reference training script is organized, using tgazsr's
 own loss functions so that both steps compute the same loss:
 - the class prompts are tokenized to OpenAI CLIP's fixed context of 77 tokens and re-encoded by
-  the text tower, with gradients, at every step and again inside every attack iteration;
+  the text tower, with gradients, at every step and again inside every attack iteration (the
+  reference leaves ``requires_grad`` on for the whole CLIP and only its optimizer ignores the text
+  tower, so every backward also runs through the text tower);
 - the attack calls ``backward()`` on the model, which fills the parameters' gradients (the
   reference leaks them into the update; here they are zeroed before the loss's backward so that
   both steps produce the same gradients, while the work is still done);
@@ -45,6 +47,19 @@ def reference_step(model, frozen, tokenizer, class_names, template, x, y, cfg) -
     for p in frozen.parameters():
         p.requires_grad_(True)
     clip = model.clip
+    trainable = {n: p.requires_grad for n, p in clip.named_parameters()}
+    for p in clip.parameters():  # as in the reference: gradients on for the whole model
+        p.requires_grad_(True)
+    try:
+        return _step(model, frozen, clip, tokens, x, y, cfg)
+    finally:
+        for n, p in clip.named_parameters():
+            if not trainable[n]:
+                p.requires_grad_(False)
+                p.grad = None  # the text tower's gradients are work the reference does and never uses
+
+
+def _step(model, frozen, clip, tokens, x, y, cfg) -> torch.Tensor:
     eps, alpha_step = cfg.train_eps / 255, cfg.train_stepsize / 255
 
     # The attack: the prompts are re-encoded inside every iteration, backward() on the model.
