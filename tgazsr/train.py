@@ -151,20 +151,11 @@ def preflight(cfg: RobustTrainingConfig, push: bool) -> None:
         check_push_access(cfg.hub_model_id, token=cfg.hub_token, private=cfg.hub_private_repo)
     if cfg.eval_datasets:
         from .evaluation import EvalArguments
-        from .evaluation.datasets import DatasetUnavailable, expand_entries, resolve_entry
+        from .evaluation.datasets import entry_problems
 
         offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or \
             os.environ.get("HF_DATASETS_OFFLINE", "0").lower() in ("1", "true", "yes")
-        problems = []
-        for entry in expand_entries(list(cfg.eval_datasets)):
-            try:
-                kind, name, source = resolve_entry(entry, EvalArguments())
-            except DatasetUnavailable as err:
-                problems.append(str(err))
-                continue
-            if offline and not os.path.exists(source):
-                problems.append(f"eval_datasets entry {entry!r} needs the Hub ({source}), but the Hub is offline "
-                                f"(HF_HUB_OFFLINE / HF_DATASETS_OFFLINE): pass a local copy as {name}=PATH.")
+        problems = entry_problems(cfg.eval_datasets, EvalArguments(), require_local=offline)
         if problems:
             raise PreflightError("eval_datasets cannot all be evaluated after training:\n" + "\n".join(problems))
 

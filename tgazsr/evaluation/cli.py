@@ -16,17 +16,16 @@ traceback instead (see ``tgazsr.errors.run_command``).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Sequence
 
 import torch
 
 from ..errors import UserError, run_command
-from ..model_checks import check_model_folder, looks_local
+from ..model_checks import check_model_folder
 from ..recipes import RecipeError
 from .arguments import EvalArguments, parse_eval_args
-from .datasets import DatasetUnavailable, expand_entries, resolve_entry
+from .datasets import DatasetUnavailable, entry_problems
 from .harness import run_evaluation
 
 
@@ -41,20 +40,7 @@ def check_inputs(args: EvalArguments) -> None:
             "No dataset to evaluate: pass --datasets (registry names such as cifar10, collections such as tga16, "
             "or local paths), or a recipe such as recipes/eval_tga16.yaml."
         )
-    problems = []
-    for entry in expand_entries(list(args.datasets)):
-        name, _, path = entry.partition("=") if "=" in entry and not os.path.exists(entry) else ("", "", entry)
-        if not os.path.exists(os.path.expanduser(path)) and (name or looks_local(path)):
-            what = f"The local copy {path} of {name!r}" if name else f"The dataset path {path}"
-            problems.append(
-                f"{what} does not exist. Pass an existing folder (save_to_disk dataset, image folder, parquet or "
-                "webdataset files) or .parquet/.tar file, a registry name such as cifar10, or a Hub id ORG/NAME."
-            )
-            continue
-        try:
-            resolve_entry(entry, args)
-        except DatasetUnavailable as err:
-            problems.append(str(err))
+    problems = entry_problems(args.datasets, args)
     if problems:
         raise DatasetUnavailable("\n".join(problems))
 

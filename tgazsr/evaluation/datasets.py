@@ -119,6 +119,33 @@ def resolve_entry(entry: str, args: EvalArguments) -> tuple[str, str, str]:
     return "registry", spec.name, spec.hub_id
 
 
+def entry_problems(entries: list[str], args: EvalArguments, require_local: bool = False) -> list[str]:
+    """What is wrong with each --datasets entry, found before any model or data is loaded: a local
+    path (or ``NAME=PATH`` copy) that does not exist, a name that means nothing. With
+    ``require_local`` (the Hub is offline) an entry that would need the Hub is a problem too."""
+    from ..model_checks import looks_local
+
+    problems = []
+    for entry in expand_entries(list(entries)):
+        name, _, path = entry.partition("=") if "=" in entry and not os.path.exists(entry) else ("", "", entry)
+        if not os.path.exists(os.path.expanduser(path)) and (name or looks_local(path)):
+            what = f"The local copy {path} of {name!r}" if name else f"The dataset path {path}"
+            problems.append(
+                f"{what} does not exist. Pass an existing folder (save_to_disk dataset, image folder, parquet or "
+                "webdataset files) or .parquet/.tar file, a registry name such as cifar10, or a Hub id ORG/NAME."
+            )
+            continue
+        try:
+            _, resolved, source = resolve_entry(entry, args)
+        except DatasetUnavailable as err:
+            problems.append(str(err))
+            continue
+        if require_local and not os.path.exists(source):
+            problems.append(f"The entry {entry!r} needs the Hub ({source}), but the Hub is offline "
+                            f"(HF_HUB_OFFLINE / HF_DATASETS_OFFLINE): pass a local copy as {resolved}=PATH.")
+    return problems
+
+
 def _prepare_registry(name: str, source: str, args: EvalArguments, image_size: int) -> EvalDataset:
     """The protocol's own source (``spec.source_for(protocol)``: every split the reference evaluated,
     CLIP_benchmark's copy for FARE), or its local copy at ``source``; labels checked by name (the

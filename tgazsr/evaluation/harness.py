@@ -41,7 +41,7 @@ from .cache import (
     read_finished,
     write_finished,
 )
-from .datasets import DatasetUnavailable, EvalDataset, expand_entries, prepare_dataset, resolve_entry
+from .datasets import DatasetUnavailable, EvalDataset, entry_problems, expand_entries, prepare_dataset
 from .model import NonFiniteError, check_finite_weights, load_model, model_fingerprint, normalization_of
 from .reports import averages, eps_label, result_key, sanity_line, write_reports
 
@@ -313,12 +313,7 @@ def run_evaluation(args: EvalArguments, model: ZeroShotCLIP | None = None, token
     if not args.datasets:
         raise ValueError("Pass --datasets (registry names, collections or local paths), or use recipes/eval_tga16.yaml.")
     entries = expand_entries(list(args.datasets))
-    unknown = []
-    for entry in entries:  # a typo fails now, not after hours of attacks on the other datasets
-        try:
-            resolve_entry(entry, args)
-        except DatasetUnavailable as err:
-            unknown.append(str(err))
+    unknown = entry_problems(entries, args)  # a typo fails now, not after hours of attacks on the other datasets
     if unknown:
         raise ValueError("\n".join(unknown))
     state = _state(args)
