@@ -79,7 +79,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .files import file_lock
+from .files import file_lock, read_json_object
 from .errors import UserError
 
 logger = logging.getLogger("tgazsr.convert")
@@ -390,13 +390,7 @@ def _pick_state_dict(obj, where: str) -> tuple[dict[str, torch.Tensor], str]:
 
 
 def _read_open_clip_config(path: str) -> tuple[dict, dict | None]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except ValueError as err:
-        raise ConversionError(f"{path} is not valid JSON ({err}).") from None
-    if not isinstance(config, dict):
-        raise ConversionError(f"{path} is not a JSON object.")
+    config = read_json_object(path, ConversionError)
     model_cfg = config.get("model_cfg", config)  # open_clip reads both layouts
     if not isinstance(model_cfg, dict) or "vision_cfg" not in model_cfg:
         raise ConversionError(f"{path} has no model_cfg with a vision_cfg: it is not an open_clip config.")

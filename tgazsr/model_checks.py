@@ -9,12 +9,12 @@ unknown token, so every class gets the same text embedding. These checks turn bo
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Iterable
 
 from .errors import ModelFolderError, PromptError
+from .files import read_json_object
 
 EXPECTED = ('a CLIPModel directory: config.json with model_type "clip" (and its text_config and vision_config) '
             "plus model.safetensors, as CLIPModel.save_pretrained and tgazsr.train write it")
@@ -65,13 +65,7 @@ def check_model_folder(name_or_path: str, flag: str = "--model_name_or_path") ->
                 f"{name_or_path} has no config.json, so it is not a model folder (it holds {shown}). "
                 f"Expected {EXPECTED}.{hint}"
             )
-        try:
-            with open(config_path, encoding="utf-8") as f:
-                config = json.load(f)
-        except ValueError as err:
-            raise ModelFolderError(f"{config_path} is not valid JSON ({err}). Expected {EXPECTED}.") from None
-        if not isinstance(config, dict):
-            raise ModelFolderError(f"{config_path} is not a JSON object. Expected {EXPECTED}.")
+        config = read_json_object(config_path, ModelFolderError, f"Expected {EXPECTED}.")
         check_clip_config(config, name_or_path)
     elif os.path.exists(path):
         raise ModelFolderError(f"{name_or_path} is a file, not a model folder. Pass {flag} {EXPECTED}.")
