@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .plot import _default_label, load_results, plot_tradeoff
+from .plot import _default_label, load_results, plot_tradeoff, results_as_flag
 from .reports import leaderboard_markdown
 
 
@@ -30,10 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..recipes import RecipeError, parse_recipe
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    files = []
-    while argv and argv[0].endswith(".json") and not argv[0].startswith("-"):
-        files.append(argv.pop(0))
-    (args,) = parse_recipe((LeaderboardArguments,), (["--results", *files] if files else []) + argv)
+    (args,) = parse_recipe((LeaderboardArguments,), results_as_flag(argv))
     if not args.results:
         raise RecipeError("Pass the results.json files to rank: tgazsr leaderboard a/results.json b/results.json.")
     runs = [load_results(p) for p in args.results]

@@ -125,14 +125,21 @@ class PlotArguments:
     title: str | None = field(default=None, metadata={"help": "Plot title."})
 
 
+def results_as_flag(argv: Sequence[str]) -> list[str]:
+    """``a.json b.json --flag ...`` (results files first, as ``tgazsr plot`` and ``tgazsr leaderboard``
+    take them) as ``--results a.json b.json --flag ...`` for the recipe parser."""
+    argv = list(argv)
+    files = []
+    while argv and argv[0].endswith(".json") and not argv[0].startswith("-"):
+        files.append(argv.pop(0))
+    return (["--results", *files] if files else []) + argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from ..recipes import parse_recipe
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    files = []
-    while argv and argv[0].endswith(".json") and not argv[0].startswith("-"):  # tgazsr plot a.json b.json ...
-        files.append(argv.pop(0))
-    (args,) = parse_recipe((PlotArguments,), (["--results", *files] if files else []) + argv)
+    (args,) = parse_recipe((PlotArguments,), results_as_flag(argv))
     if not args.results:
         from ..recipes import RecipeError
 
