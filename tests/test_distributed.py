@@ -1,16 +1,22 @@
-"""Two gloo processes (torchrun, CPU) give the same update as one process with the whole batch."""
+"""Two gloo processes (torchrun, CPU) give the same update as one process with the whole batch,
+under data parallel (DDP) and under accelerate's FSDP2 engine with the repository's FSDP config."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
-RECIPE = str(Path(__file__).resolve().parents[1] / "recipes" / "tga_zsr.yaml")
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = str(ROOT / "recipes" / "tga_zsr.yaml")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
 def _args(tiny_clip, data, out, batch):
@@ -21,19 +27,60 @@ def _args(tiny_clip, data, out, batch):
             "--max_grad_norm", "0", "--report_to", "none"]
 
 
-def test_ddp_two_processes_match_one_process(tiny_clip, saved_dataset, tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-         "-m", "tgazsr.train", *_args(tiny_clip, saved_dataset, tmp_path / "ddp", 4)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    assert ddp.returncode == 0, ddp.stderr[-4000:]
-    single = subprocess.run([sys.executable, "-m", "tgazsr.train", *_args(tiny_clip, saved_dataset, tmp_path / "one", 8)],
-                            capture_output=True, text=True, env=env, timeout=300)
+def _two_ranks(entry: list[str], args: list[str], port: int) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           str(port), *entry, *args], capture_output=True, text=True, env=ENV, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def one_process(tiny_clip, saved_dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("one")
+    single = subprocess.run([sys.executable, "-m", "tgazsr.train", *_args(tiny_clip, saved_dataset, out, 8)],
+                            capture_output=True, text=True, env=ENV, timeout=300)
     assert single.returncode == 0, single.stderr[-4000:]
-    a, b = load_file(tmp_path / "ddp" / "model.safetensors"), load_file(tmp_path / "one" / "model.safetensors")
+    return out
+
+
+def _assert_same_weights(run: Path, one: Path, tiny_clip: str) -> None:
+    a, b = load_file(run / "model.safetensors"), load_file(one / "model.safetensors")
     base = load_file(Path(tiny_clip) / "model.safetensors")
+    assert set(a) == set(b) == set(base)
     assert any(not torch.equal(a[k], base[k]) for k in a)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+
+def test_ddp_two_processes_match_one_process(tiny_clip, saved_dataset, one_process, tmp_path):
+    ddp = _two_ranks(["-m", "tgazsr.train"], _args(tiny_clip, saved_dataset, tmp_path / "ddp", 4), 29533)
+    assert ddp.returncode == 0, ddp.stderr[-4000:]
+    _assert_same_weights(tmp_path / "ddp", one_process, tiny_clip)
+    log = ddp.stdout + ddp.stderr  # logs and progress bars from the main process only
+    assert log.count("Training on 16 images") == 1
+    assert log.count("Loading weights: 100%") == 1
+    assert "find_unused_parameters" not in log
+
+
+def test_fsdp2_two_processes_match_one_process(tiny_clip, saved_dataset, one_process, tmp_path):
+    """accelerate_configs/fsdp.yaml's settings through the Trainer's fsdp_config: the vision tower
+    is sharded (the frozen text tower and the scalar logit scale stay whole), the step is the same,
+    and the gathered checkpoint is one plain CLIPModel directory."""
+    config = yaml.safe_load((ROOT / "accelerate_configs" / "fsdp.yaml").read_text())["fsdp_config"]
+    assert config["fsdp_version"] == 2
+    (tmp_path / "fsdp.json").write_text(json.dumps(config))
+    args = _args(tiny_clip, saved_dataset, tmp_path / "fsdp", 4) + ["--fsdp", "true", "--fsdp_config",
+                                                                    str(tmp_path / "fsdp.json")]
+    run = _two_ranks([str(ROOT / "tests" / "fsdp_on_cpu.py")], args, 29534)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "fully_shard" not in run.stderr  # no FSDP complaint (scalar parameters, view outputs)
+    assert "returned a view tensor" not in run.stderr
+    _assert_same_weights(tmp_path / "fsdp", one_process, tiny_clip)
+    assert not (tmp_path / "fsdp" / "pytorch_model_fsdp.bin").exists()
+
+
+def test_fsdp_refuses_evaluation_while_training():
+    from tgazsr.config import RobustTrainingConfig
+    from tgazsr.recipes import RecipeError
+
+    with pytest.raises(RecipeError, match="eval_strategy = 'steps' with FSDP"):
+        RobustTrainingConfig(output_dir="unused", fsdp=True, eval_strategy="steps", eval_datasets=["cifar10"],
+                             use_cpu=True)

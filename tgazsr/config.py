@@ -280,6 +280,8 @@ class RobustTrainingConfig(TrainingArguments):
     )
 
     def __post_init__(self):
+        if isinstance(self.fsdp, str) and self.fsdp.strip().lower() in ("true", "false"):
+            self.fsdp = self.fsdp.strip().lower() == "true"  # `fsdp: true` in a recipe, `--fsdp true` on the command line
         method = get_method(self.method)  # an unknown name is an error naming the closest
         for name, value in method.defaults.items():
             if getattr(self, name) is None:
@@ -365,6 +367,9 @@ def training_problems(cfg: RobustTrainingConfig, data_args: DataArguments | None
             f"eval_max_samples = {cfg.eval_max_samples} is negative. Set it to N >= 1 (the first N samples), or 0 "
             "(skip the check on eval_split; every sample of eval_datasets)."
         )
+    strategy = str(getattr(cfg.eval_strategy, "value", cfg.eval_strategy))
+    if cfg.fsdp and strategy != "no":
+        problems.append(fsdp_eval_problem(strategy))
     if cfg.eval_attack_steps < 1 and evaluation_requested(data_args, cfg):
         where = "eval_datasets" if cfg.eval_datasets else f"eval_split {data_args.eval_split!r}"
         problems.append(
@@ -374,6 +379,15 @@ def training_problems(cfg: RobustTrainingConfig, data_args: DataArguments | None
             "no --eval_datasets)."
         )
     return problems
+
+
+def fsdp_eval_problem(strategy: str) -> str:
+    return (
+        f"eval_strategy = {strategy!r} with FSDP: sharded weights need every process in every forward pass, and the "
+        "evaluation's attacks give each process its own number of passes. Use data parallel for robust accuracy "
+        "while training (accelerate_configs/ddp.yaml), or set --eval_strategy no and evaluate the saved checkpoints "
+        "with `tgazsr evaluate` (the final benchmark on eval_datasets scores the saved model and runs under FSDP)."
+    )
 
 
 def validate(model_args: ModelArguments, data_args: DataArguments, cfg: RobustTrainingConfig) -> None:

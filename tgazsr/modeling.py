@@ -83,7 +83,8 @@ def encode_image(
     if output_tokens:
         # post_layernorm on every token, then the projection: the CLS token of this is e(x).
         tokens = visual_projection(vision_model.post_layernorm(out.last_hidden_state))
-        return ImageEncoding(embeds=tokens[:, 0], tokens=tokens, attentions=attentions)
+        # CLS as its own tensor, not a view: FSDP2 warns that in-place ops on a module's view outputs lose its hooks.
+        return ImageEncoding(embeds=tokens[:, 0].clone(), tokens=tokens, attentions=attentions)
     return ImageEncoding(embeds=visual_projection(out.pooler_output), attentions=attentions)
 
 

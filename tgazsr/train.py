@@ -13,10 +13,10 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 
-import signal
-
+import torch
 from transformers import set_seed
 
 from .config import DataArguments, ModelArguments, RobustTrainingConfig
@@ -241,11 +241,31 @@ def quiet_other_processes() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
     if rank != 0:
         transformers.utils.logging.set_verbosity_warning()
+        transformers.utils.logging.disable_progress_bar()  # "Loading weights" and the like: one bar, rank 0's
         datasets.utils.logging.set_verbosity_warning()
         datasets.disable_progress_bars()
 
 
 def main(argv=None):
+    """Train, save, evaluate and card one recipe; the process group (when launched distributed) is
+    closed at the end, after every process has finished (so no rank exits while another still writes)."""
+    try:
+        results = _train(argv)
+    except BaseException:
+        close_process_group(wait=False)
+        raise
+    close_process_group(wait=True)
+    return results
+
+
+def close_process_group(wait: bool) -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if wait:
+            torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+def _train(argv=None):
     quiet_other_processes()
     model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), argv)
     push, cfg.push_to_hub = cfg.push_to_hub, False  # we push the final checkpoint ourselves, once

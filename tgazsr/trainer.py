@@ -64,6 +64,12 @@ class RobustCLIPTrainer(Trainer):
     ):
         super().__init__(model=model, args=args, **kwargs)
         self.method = method
+        if self.is_fsdp_enabled:
+            if isinstance(self.eval_dataset, HeldOutSets):  # FSDP set by `accelerate launch`, not by the recipe
+                from .config import fsdp_eval_problem
+
+                raise UserError(fsdp_eval_problem(str(getattr(args.eval_strategy, "value", args.eval_strategy))))
+            keep_frozen_parts_whole(self.accelerator, model)
         self.ref_model = self.accelerator.prepare_model(reference, evaluation_mode=True)
         self.text_embeds = text_embeds.to(self.args.device)
         self.negated_text_embeds = None if negated_text_embeds is None else negated_text_embeds.to(self.args.device)
@@ -216,14 +222,27 @@ class RobustCLIPTrainer(Trainer):
 
     # --- saving and loading ------------------------------------------------------------------
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """Write a plain ``CLIPModel`` directory. Under FSDP and DeepSpeed the Trainer passes the
+        gathered full ``state_dict`` of the ``ZeroShotCLIP`` (keys ``clip.*``); otherwise the
+        weights are read from the model itself. Only the main process writes."""
+        if not self.args.should_save:
+            return
         output_dir = output_dir or self.args.output_dir
         os.makedirs(output_dir, exist_ok=True)
         unwrapped: ZeroShotCLIP = self.accelerator.unwrap_model(self.model)
-        bad = non_finite_tensors(unwrapped.clip)
+        clip_weights = None
+        if state_dict:  # gathered by the engine: the ZeroShotCLIP's keys, "clip." + the CLIPModel's
+            clip_weights = {k[len("clip."):]: v for k, v in state_dict.items() if k.startswith("clip.")}
+            bad = [k for k, v in clip_weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        else:
+            bad = non_finite_tensors(unwrapped.clip)
         if bad:  # never write NaN or infinite weights, neither as a checkpoint nor as the result
             raise NonFiniteLossError(f"Refusing to save non-finite weights to {output_dir} ({len(bad)} tensors, e.g. "
                                      f"{bad[0]}); the last saved checkpoint is kept.")
-        plain_clip(unwrapped).save_pretrained(output_dir, safe_serialization=True)
+        if clip_weights is not None:
+            unwrapped.clip.save_pretrained(output_dir, state_dict=clip_weights)
+        else:
+            plain_clip(unwrapped).save_pretrained(output_dir)
         if is_peft(unwrapped.clip):
             adapter_dir = os.path.join(output_dir, ADAPTER_DIR)
             unwrapped.clip.save_pretrained(adapter_dir)
@@ -258,6 +277,21 @@ class RobustCLIPTrainer(Trainer):
                 f"Checkpoint {resume_from_checkpoint} does not match the model: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}."
             )
+
+
+def keep_frozen_parts_whole(accelerator, model: ZeroShotCLIP) -> None:
+    """Under FSDP, shard only the vision tower that is trained: the frozen text tower and the logit
+    scale (a scalar, which FSDP2 cannot shard) stay whole on every rank, so the class embeddings and
+    the logits need no gather. This sets the plugin's ``ignored_modules`` before ``prepare``."""
+    plugin = accelerator.state.fsdp_plugin
+    if is_peft(model.clip):
+        raise UserError("LoRA with FSDP is not supported: LoRA trains few weights, so plain data parallel "
+                        "(accelerate_configs/ddp.yaml) is the engine to use.")
+    clip = model.clip
+    frozen = [clip.text_model, clip.text_projection]
+    if getattr(plugin, "fsdp_version", 1) == 2:  # FSDP2 takes parameters; a holder names the scalar one
+        frozen.append(torch.nn.ParameterList([clip.logit_scale]))
+    plugin.ignored_modules = frozen
 
 
 class HeldOutSets:
