@@ -3,6 +3,10 @@
 All maps are returned as (B, H*W) tensors: a sqrt(N) x sqrt(N) patch map, min-max normalized
 over the patches, bilinearly upsampled (align_corners=False) to the image size and flattened.
 The loss weights alpha and beta of METHOD.md assume this upsampled size.
+
+Maps are computed in float32 even under bf16/fp16 autocast: the attention losses are distances
+between nearly equal maps (an image and its adversarial copy differ by a few grey levels), and a
+16-bit map's rounding is of the size of that difference.
 """
 
 from __future__ import annotations
@@ -13,6 +17,16 @@ import torch
 import torch.nn.functional as F
 
 ATTENTION_NORMS = ("token_axis", "per_token")
+
+
+def float32(t: torch.Tensor):
+    """A region where autocast is off, so the maps stay float32 under mixed precision."""
+    return torch.autocast(device_type=t.device.type, enabled=False)
+
+
+def wide(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32, or wider if it already is (float64 stays float64)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def min_max(scores: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -47,14 +61,16 @@ def text_guided_attention(
     by its L2 norm across the 1+N tokens, as the reference code does; ``"per_token"`` normalizes
     each token (cosine per patch).
     """
-    if norm == "token_axis":
-        q = tokens / (tokens.norm(dim=1, keepdim=True) + eps)
-    elif norm == "per_token":
-        q = F.normalize(tokens, dim=-1, eps=eps)
-    else:
-        raise ValueError(f"Unknown attention_norm {norm!r}; choose one of {ATTENTION_NORMS}.")
-    scores = torch.einsum("bnd,bd->bn", q[:, 1:], text.to(q.dtype))
-    return upsample_patch_map(min_max(scores, eps), image_size)
+    with float32(tokens):
+        tokens, text = wide(tokens), wide(text)
+        if norm == "token_axis":
+            q = tokens / (tokens.norm(dim=1, keepdim=True) + eps)
+        elif norm == "per_token":
+            q = F.normalize(tokens, dim=-1, eps=eps)
+        else:
+            raise ValueError(f"Unknown attention_norm {norm!r}; choose one of {ATTENTION_NORMS}.")
+        scores = torch.einsum("bnd,bd->bn", q[:, 1:], text)
+        return upsample_patch_map(min_max(scores, eps), image_size)
 
 
 def complementary_attention(
@@ -79,5 +95,6 @@ def vision_attention(
 
     attentions: (B, heads, 1+N, 1+N) softmax weights of the last vision layer.
     """
-    cls_to_patch = attentions[:, :, 0, 1:].mean(dim=1)
-    return upsample_patch_map(min_max(cls_to_patch, eps), image_size)
+    with float32(attentions):
+        cls_to_patch = wide(attentions[:, :, 0, 1:]).mean(dim=1)
+        return upsample_patch_map(min_max(cls_to_patch, eps), image_size)

@@ -81,8 +81,13 @@ def encode_image(
             )
         attentions = out.attentions[-1]
     if output_tokens:
-        # post_layernorm on every token, then the projection: the CLS token of this is e(x).
-        tokens = visual_projection(vision_model.post_layernorm(out.last_hidden_state))
+        # post_layernorm on every token, then the projection: the CLS token of this is e(x). Under
+        # autocast this one small matmul stays in the weights' precision (float32 unless the engine casts
+        # them): the attention losses compare nearly equal token maps, which 16-bit rounding would blur.
+        with torch.autocast(device_type=pixel_values.device.type, enabled=False):
+            weight = visual_projection.weight
+            hidden = vision_model.post_layernorm(out.last_hidden_state.to(vision_model.post_layernorm.weight.dtype))
+            tokens = visual_projection(hidden.to(weight.dtype))
         # CLS as its own tensor, not a view: FSDP2 warns that in-place ops on a module's view outputs lose its hooks.
         return ImageEncoding(embeds=tokens[:, 0].clone(), tokens=tokens, attentions=attentions)
     return ImageEncoding(embeds=visual_projection(out.pooler_output), attentions=attentions)

@@ -143,6 +143,9 @@ class Preempted(SystemExit):
 
 def preflight(cfg: RobustTrainingConfig, push: bool) -> None:
     """What would otherwise fail only after training: the Hub for push_to_hub, the eval datasets."""
+    if cfg.fp16 and cfg.device.type == "cpu":  # accelerate quietly drops fp16 on CPU: say so
+        logger.warning("fp16 mixed precision needs a GPU: this run on CPU computes in float32. Pass --fp16 false to "
+                       "silence this, or --bf16 true --fp16 false for bfloat16 autocast on CPU.")
     if push and not cfg.hub_model_id:
         raise PreflightError("push_to_hub needs hub_model_id (e.g. --hub_model_id you/clip-vit-b32-tga-zsr).")
     if push:

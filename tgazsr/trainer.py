@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-from collections import defaultdict
 
 import torch
 from safetensors.torch import load_file
@@ -75,7 +74,9 @@ class RobustCLIPTrainer(Trainer):
         self.negated_text_embeds = None if negated_text_embeds is None else negated_text_embeds.to(self.args.device)
         self.image_size = image_size or model.clip.config.vision_config.image_size
         self.recipe = recipe or {}
-        self._metrics: dict[str, list[float]] = defaultdict(list)
+        self._metric_names: tuple[str, ...] = ()
+        self._metric_sums: torch.Tensor | None = None  # running sums on the device, read when logging
+        self._metric_count = 0
         self._skipped_steps = 0
         # We scale the loss for gradient accumulation ourselves (see compute_loss), from the number of
         # samples in the accumulation window, which the Trainer counts when this flag is set.
@@ -203,19 +204,30 @@ class RobustCLIPTrainer(Trainer):
     # --- metrics ---------------------------------------------------------------------------
     @torch.no_grad()
     def _record(self, out, labels, acc_name: str) -> None:
+        """Add this micro-batch's loss terms and accuracy to running sums that stay on the device:
+        nothing is copied to the host or communicated here, only when the Trainer logs."""
         values = dict(out.logs)
         values[acc_name] = (out.accuracy_logits.argmax(-1) == labels).float().mean()
-        names = sorted(values)
+        names = tuple(sorted(values))
         stacked = torch.stack([values[k].detach().float() for k in names])
-        stacked = self.accelerator.gather_for_metrics(stacked[None]).mean(0)
-        for name, value in zip(names, stacked.tolist()):
-            self._metrics[name].append(value)
+        if self._metric_sums is None or names != self._metric_names:
+            self._flush_metrics()
+            self._metric_names, self._metric_sums = names, torch.zeros_like(stacked)
+        self._metric_sums += stacked
+        self._metric_count += 1
+
+    def _flush_metrics(self) -> dict[str, float]:
+        """The averaged terms since the last log, over micro-batches and processes (one all-reduce)."""
+        if self._metric_sums is None or not self._metric_count:
+            return {}
+        means = self.accelerator.reduce(self._metric_sums / self._metric_count, reduction="mean")
+        flushed = dict(zip(self._metric_names, means.tolist()))
+        self._metric_sums, self._metric_count = None, 0
+        return flushed
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self._metrics and "loss" in logs:  # training logs: add the averaged terms
-            for name, values in self._metrics.items():
-                logs[name] = sum(values) / len(values)
-            self._metrics.clear()
+        if "loss" in logs:  # training logs (every process logs at the same steps): add the averaged terms
+            logs.update(self._flush_metrics())
             if self._skipped_steps:
                 logs["nonfinite_steps"] = self._skipped_steps
         super().log(logs, start_time)
