@@ -3,6 +3,9 @@
     python benchmarks/train_step.py                          # ratio on ViT-B/32, 200 classes, PGD-2
     python benchmarks/train_step.py --batch_size 128         # the GPU default
     python benchmarks/train_step.py --all_methods --steps 5  # images/s of every method's step
+    python benchmarks/train_step.py --all_methods --methods tga_zsr --batch_size 128 --precision bf16 --compile
+    python benchmarks/train_step.py --all_methods --arch vit-l-14 --batch_size 64 --precision bf16 \
+        --activation_checkpointing                           # peak memory of a ViT-L/14 step
 
 Builds a randomly initialized CLIP with the architecture of openai/clip-vit-base-patch32 from its
 config (no download; speed does not depend on the weights) and a generated batch, then times, in
@@ -35,6 +38,13 @@ ARCHS = {
                     num_hidden_layers=12, num_attention_heads=12),
         text=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
         projection_dim=512,
+    ),
+    # ViT-L/14 as in openai/clip-vit-large-patch14
+    "vit-l-14": dict(
+        vision=dict(image_size=224, patch_size=14, hidden_size=1024, intermediate_size=4096,
+                    num_hidden_layers=24, num_attention_heads=16),
+        text=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
+        projection_dim=768,
     ),
     "tiny": dict(
         vision=dict(image_size=32, patch_size=8, hidden_size=64, intermediate_size=128,
@@ -98,15 +108,20 @@ def ratio(args) -> float:
         opt = torch.optim.SGD(params, lr=1e-6, momentum=0.9)
         model.train()
 
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
+        autocast = torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None)
+
         def ours():
-            loss = trainer.compute_loss(model, batch)
+            with autocast:
+                loss = trainer.compute_loss(model, batch)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
 
         def theirs():
-            reference_step(model, frozen, tokenizer, train.class_names, data_args.prompt_template,
-                           batch["pixel_values"], batch["labels"], cfg)
+            with autocast:
+                reference_step(model, frozen, tokenizer, train.class_names, data_args.prompt_template,
+                               batch["pixel_values"], batch["labels"], cfg)
             opt.step()
             opt.zero_grad(set_to_none=True)
             for p in frozen.parameters():
@@ -132,7 +147,7 @@ def ratio(args) -> float:
         device_name = torch.cuda.get_device_name() if not use_cpu else \
             f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
         print(f"<!-- {args.arch}, {args.num_classes} classes, PGD-{args.pgd_steps}, batch {args.batch_size}, "
-              f"fp32, {device_name}, torch {torch.__version__}, median of {args.steps} steps -->")
+              f"{args.precision}, {device_name}, torch {torch.__version__}, median of {args.steps} steps -->")
         print("| step | s/step | images/s | peak GPU memory (GiB) |")
         print("|---|---|---|---|")
         for name, (sec, mem) in results.items():
@@ -158,7 +173,12 @@ def main():
     parser.add_argument("--pgd_steps", type=int, default=2)
     parser.add_argument("--all_methods", action="store_true", help="images/s of every method's step instead")
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--fp16", action="store_true", help="fp16 autocast (CUDA only), as the recipes use")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                        help="autocast dtype for both steps (fp16: CUDA only, the recipes' setting; bf16: the GPU "
+                             "target's setting)")
+    parser.add_argument("--compile", action="store_true", help="--all_methods: torch.compile the trained model")
+    parser.add_argument("--activation_checkpointing", action="store_true",
+                        help="--all_methods: recompute the vision tower's activations in the backward pass")
     args = parser.parse_args()
     if args.batch_size is None:
         args.batch_size = 128 if torch.cuda.is_available() else 8
@@ -172,13 +192,17 @@ def main():
         data_dir = os.path.join(tmp, "data")
         make_hf_dataset(args.batch_size * (args.steps + 1), class_names=[f"class {i}" for i in range(200)]).save_to_disk(data_dir)
         device = torch.cuda.get_device_name() if not use_cpu else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-        print(f"| method | images/s | s/step | peak GPU memory (GiB) |  <!-- {args.arch}, batch {args.batch_size}, {device}, torch {torch.__version__} -->")
+        print(f"| method | images/s | s/step | peak GPU memory (GiB) |  <!-- {args.arch}, batch {args.batch_size}, {args.precision}"
+              f"{', compiled' if args.compile else ''}{', activation checkpointing' if args.activation_checkpointing else ''}"
+              f", {device}, torch {torch.__version__} -->")
         print("|---|---|---|---|")
         for method in args.methods:
             model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), [
                 os.path.join(recipes, f"{method}.yaml"), "--model_name_or_path", model_dir, "--dataset_name", data_dir,
                 "--output_dir", os.path.join(tmp, "out"), "--max_steps", str(args.steps + 1),
-                "--per_device_train_batch_size", str(args.batch_size), "--fp16", str(args.fp16).lower(),
+                "--per_device_train_batch_size", str(args.batch_size), "--fp16", str(args.precision == "fp16").lower(),
+                "--bf16", str(args.precision == "bf16").lower(), "--torch_compile", str(args.compile).lower(),
+                "--activation_checkpointing", str(args.activation_checkpointing).lower(),
                 "--use_cpu", str(use_cpu).lower(), "--save_strategy", "no", "--logging_steps", "1000",
                 "--dataloader_num_workers", "0", "--eval_max_samples", "0", "--report_to", "none",
                 "--disable_tqdm", "true",

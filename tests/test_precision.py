@@ -94,3 +94,18 @@ def test_fp16_on_cpu_is_said_not_silent(tiny_clip, saved_dataset, tmp_path, capl
     with caplog.at_level(logging.WARNING, logger="tgazsr.train"):
         preflight(cfg, push=False)
     assert "fp16 mixed precision needs a GPU" in caplog.text
+
+
+def test_weights_cast_by_an_engine_take_float32_images(tiny_clip):
+    """DeepSpeed's bf16 casts the weights themselves (no autocast): the [0, 1] float32 images and
+    their gradients stay float32 and the tokens come out in the weights' dtype."""
+    from transformers import CLIPModel
+
+    from tgazsr.modeling import ZeroShotCLIP
+
+    model = ZeroShotCLIP(CLIPModel.from_pretrained(tiny_clip)).to(torch.bfloat16)
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    enc = model(x, output_tokens=True)
+    assert enc.embeds.dtype == enc.tokens.dtype == torch.bfloat16
+    (grad,) = torch.autograd.grad(enc.embeds.float().sum(), x)
+    assert grad.dtype == torch.float32 and grad.abs().sum() > 0

@@ -71,6 +71,9 @@ def encode_image(
 ) -> ImageEncoding:
     """Normalize ``[0,1]`` pixels and run the vision tower once."""
     x = (pixel_values - mean.to(pixel_values.dtype)) / std.to(pixel_values.dtype)
+    # An engine that casts the weights themselves (DeepSpeed bf16/fp16) needs inputs of their dtype;
+    # under autocast the weights stay float32 and this changes nothing.
+    x = x.to(vision_model.embeddings.patch_embedding.weight.dtype)
     out = vision_model(pixel_values=x, output_attentions=output_attentions)
     attentions = None
     if output_attentions:

@@ -63,11 +63,13 @@ class RobustCLIPTrainer(Trainer):
     ):
         super().__init__(model=model, args=args, **kwargs)
         self.method = method
-        if self.is_fsdp_enabled:
-            if isinstance(self.eval_dataset, HeldOutSets):  # FSDP set by `accelerate launch`, not by the recipe
-                from .config import fsdp_eval_problem
+        zero3 = self.is_deepspeed_enabled and getattr(self.accelerator.state.deepspeed_plugin, "zero_stage", 0) == 3
+        if (self.is_fsdp_enabled or zero3) and isinstance(self.eval_dataset, HeldOutSets):
+            from .config import fsdp_eval_problem  # the engine came from `accelerate launch`, not from the recipe
 
-                raise UserError(fsdp_eval_problem(str(getattr(args.eval_strategy, "value", args.eval_strategy))))
+            strategy = str(getattr(args.eval_strategy, "value", args.eval_strategy))
+            raise UserError(fsdp_eval_problem(strategy, "FSDP" if self.is_fsdp_enabled else "DeepSpeed ZeRO-3"))
+        if self.is_fsdp_enabled:
             keep_frozen_parts_whole(self.accelerator, model)
         self.ref_model = self.accelerator.prepare_model(reference, evaluation_mode=True)
         self.text_embeds = text_embeds.to(self.args.device)

@@ -1,0 +1,66 @@
+"""The accelerate configs load as accelerate reads them, and their engine settings are the ones
+tgazsr's saving and frozen reference rely on. (FSDP2 and DDP also run in test_distributed.py;
+DeepSpeed runs only on accelerator devices, so its configs are checked here without running.)"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "accelerate_configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_config_loads_as_accelerate_reads_it(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(path))
+    assert config.mixed_precision == "no"  # the recipe's --bf16/--fp16 decides, never a silent override
+    text = path.read_text()
+    if config.num_machines == 1 and config.distributed_type.value != "NO":
+        assert "accelerate launch --config_file accelerate_configs/" + path.name in text  # its launch command
+
+
+def test_every_engine_has_a_config():
+    engines = {yaml.safe_load(p.read_text())["distributed_type"] for p in CONFIGS}
+    assert {"NO", "MULTI_GPU", "FSDP", "DEEPSPEED"} <= engines
+    stages = {yaml.safe_load(p.read_text()).get("deepspeed_config", {}).get("zero_stage") for p in CONFIGS}
+    assert {2, 3} <= stages
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if "deepspeed" in p.name], ids=lambda p: p.name)
+def test_deepspeed_config_builds_the_engine_settings(path):
+    from accelerate.utils import DeepSpeedPlugin
+
+    block = yaml.safe_load(path.read_text())["deepspeed_config"]
+    plugin = DeepSpeedPlugin(**block)  # the plugin accelerate builds from this block
+    zero = plugin.deepspeed_config["zero_optimization"]
+    assert zero["stage"] == block["zero_stage"]
+    assert zero["offload_param"]["device"] == "none" and zero["offload_optimizer"]["device"] == "none"
+    # batch sizes and clipping come from the recipe through the Trainer
+    assert plugin.deepspeed_config["train_micro_batch_size_per_gpu"] == "auto"
+    assert plugin.deepspeed_config["gradient_clipping"] == "auto"
+    if zero["stage"] == 3:  # without the gather, the saved model would be empty shards, not a CLIPModel
+        assert zero["stage3_gather_16bit_weights_on_model_save"] is True
+
+
+def test_fsdp_config_wraps_a_clip_layer_and_saves_full_weights():
+    from transformers.models.clip import modeling_clip
+
+    block = yaml.safe_load((ROOT / "accelerate_configs" / "fsdp.yaml").read_text())["fsdp_config"]
+    assert block["fsdp_version"] == 2
+    assert block["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    assert hasattr(modeling_clip, block["fsdp_transformer_layer_cls_to_wrap"])
+
+
+def test_slurm_script_is_valid_bash_and_uses_the_multi_node_config():
+    script = ROOT / "docs" / "slurm_multi_node.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert "accelerate_configs/multi_node.yaml" in text and "--machine_rank" in text
+    config = yaml.safe_load((ROOT / "accelerate_configs" / "multi_node.yaml").read_text())
+    assert config["num_machines"] > 1
