@@ -115,3 +115,21 @@ def test_card_names_attack_has_citation_versions_and_no_local_path(tiny_clip, sa
         if path.suffix in (".md", ".json", ".txt", ".yaml"):
             content = path.read_text(errors="ignore")
             assert str(tmp_path) not in content and "/tmp/" not in content, rel
+
+
+def test_card_metadata_reads_back_through_huggingface_hub():
+    """The client side of the Hub's card validation: huggingface_hub parses the YAML into
+    ModelCardData and the model-index into one EvalResult per dataset and metric (the server-side
+    ``ModelCard.validate()`` needs the network and is not run here)."""
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(str(build_model_card(
+        method="tga_zsr", base_model="openai/clip-vit-base-patch32", dataset="zh-plus/tiny-imagenet",
+        hyperparameters={"alpha": 0.08}, results=RESULTS, model_name="me/robust-clip", license="mit")))
+    assert card.data.base_model == "openai/clip-vit-base-patch32" and card.data.license == "mit"
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "zero-shot-image-classification"
+    results = {(r.dataset_name, r.metric_name): r for r in card.data.eval_results}
+    assert len(results) == 4
+    robust = results[("cifar10", "robust accuracy (pgd@1/255)")]
+    assert robust.metric_value == 0.4 and robust.task_type == "zero-shot-image-classification"
+    assert "100 samples" in robust.metric_config

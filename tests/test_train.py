@@ -285,3 +285,31 @@ def test_robust_accuracy_while_training_reaches_logs_and_picks_the_best(tiny_cli
     assert trainer.model.training  # back to training mode after each evaluation
     saved = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert any("eval_robust_accuracy" in h for h in saved["log_history"])
+
+
+def test_robust_accuracy_curve_and_final_benchmark_reach_tensorboard(tiny_clip, saved_dataset, tmp_path):
+    """`--report_to tensorboard`: the event files hold the robust accuracy at each evaluation step,
+    the loss terms, and the final benchmark on eval_datasets."""
+    import datasets
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from conftest import make_hf_dataset
+
+    held_out = tmp_path / "held_out"
+    datasets.DatasetDict({"test": make_hf_dataset(8, seed=5)}).save_to_disk(str(held_out))
+    out = tmp_path / "tb"
+    main([str(RECIPES / "tecoa.yaml"), *tiny_args(
+        tiny_clip, saved_dataset, out, "--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "2",
+        "--eval_datasets", f"held={held_out}", "--eval_steps_max_samples", "4", "--report_to", "tensorboard",
+        "--eval_max_samples", "0")])
+    scalars: dict[str, list] = {}
+    for events in (out / "runs").rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    curve = sorted(scalars["eval/robust_accuracy"])
+    assert [step for step, _ in curve] == [2, 4]
+    assert all(0.0 <= value <= 1.0 for _, value in curve)
+    assert "eval/clean_accuracy" in scalars and "train/loss" in scalars
+    assert any("benchmark_robust_accuracy" in tag for tag in scalars)  # the final benchmark, once training ended
