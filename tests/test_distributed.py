@@ -14,6 +14,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from conftest import merge_flags
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = str(ROOT / "recipes" / "tga_zsr.yaml")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -84,3 +86,29 @@ def test_fsdp_refuses_evaluation_while_training():
     with pytest.raises(RecipeError, match="eval_strategy = 'steps' with FSDP"):
         RobustTrainingConfig(output_dir="unused", fsdp=True, eval_strategy="steps", eval_datasets=["cifar10"],
                              use_cpu=True)
+
+
+def test_fsdp2_resume_continues_exactly(tiny_clip, saved_dataset, tmp_path):
+    """A sharded run stopped after step 2 and resumed (weights and optimizer state from the engine's
+    checkpoint files) ends with the weights of a run that never stopped."""
+    config = yaml.safe_load((ROOT / "accelerate_configs" / "fsdp.yaml").read_text())["fsdp_config"]
+    (tmp_path / "fsdp.json").write_text(json.dumps(config))
+
+    def run(out, *extra):
+        recipe, *flags = _args(tiny_clip, saved_dataset, out, 4)
+        args = [recipe, *merge_flags(flags, [
+            "--fsdp", "true", "--fsdp_config", str(tmp_path / "fsdp.json"), "--lr_scheduler_type", "constant",
+            "--optim_args", "momentum=0.9", "--save_strategy", "steps", "--save_steps", "1", *extra])]
+        done = _two_ranks([str(ROOT / "tests" / "fsdp_on_cpu.py")], args, 29535)
+        assert done.returncode == 0, done.stderr[-4000:]
+        return done
+
+    run(tmp_path / "straight", "--max_steps", "3")
+    run(tmp_path / "stopped", "--max_steps", "2")
+    resumed = run(tmp_path / "stopped", "--max_steps", "3", "--resume_from_checkpoint", "true")
+    assert "Resuming from" in resumed.stderr and "checkpoint-2" in resumed.stderr
+    a = load_file(tmp_path / "stopped" / "model.safetensors")
+    b = load_file(tmp_path / "straight" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-7)
+

@@ -267,6 +267,8 @@ class RobustCLIPTrainer(Trainer):
             json.dump(public_name(self.recipe), f, indent=2, default=str)  # no local paths in what is uploaded
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        if self.is_fsdp_enabled:  # sharded weights: the engine's own file (pytorch_model_fsdp.bin), loaded by FSDP
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
         unwrapped: ZeroShotCLIP = self.accelerator.unwrap_model(model or self.model)
         if is_peft(unwrapped.clip):
             from peft import set_peft_model_state_dict
