@@ -1,10 +1,11 @@
 """tgazsr.convert: OpenAI-CLIP / open_clip checkpoints as plain CLIPModel directories, offline.
 
-open_clip cannot be imported here, so this file carries a compact reference forward of OpenAI's
-CLIP architecture that works directly on an OpenAI-format state dict (fused in_proj attention,
-causal text mask, class-token and end-of-text pooling, QuickGELU or GELU). Random state dicts of
-two tiny architectures are saved the way the robust-CLIP codes save them, converted, and the
-converted CLIPModel's image and text features are compared with the reference to 1e-5.
+This file carries a compact reference forward of OpenAI's CLIP architecture that works directly
+on an OpenAI-format state dict (fused in_proj attention, causal text mask, class-token and
+end-of-text pooling, QuickGELU or GELU). Random state dicts of two tiny architectures are saved the
+way the robust-CLIP codes save them, converted, and the converted CLIPModel's image and text
+features are compared with the reference to 1e-5. test_open_clip.py does the same against open_clip
+itself.
 
 Tokenizer: the converted text towers pool at OpenAI's end-of-text id 49407, so the tests use a
 character-level CLIP tokenizer whose <|startoftext|> / <|endoftext|> are 49406 / 49407 (conftest's
@@ -217,14 +218,7 @@ def write_open_clip_folder(folder, sd, arch, tokenizer_dir=None, quick_gelu=None
     from safetensors.torch import save_file
 
     os.makedirs(folder, exist_ok=True)
-    model_cfg = {
-        "embed_dim": arch["embed"],
-        "vision_cfg": {"image_size": arch["image"], "layers": arch["vision_layers"], "width": arch["vision_width"],
-                       "patch_size": arch["patch"], "mlp_ratio": arch["mlp"]},
-        "text_cfg": {"context_length": arch["context"], "vocab_size": VOCAB, "width": arch["text_width"],
-                     "heads": arch["text_width"] // 64, "layers": arch["text_layers"], "mlp_ratio": arch["mlp"]},
-        **cfg_extra,
-    }
+    model_cfg = {**open_clip_model_cfg(arch), **cfg_extra}
     if quick_gelu is not None:
         model_cfg["quick_gelu"] = quick_gelu
     config = {"model_cfg": model_cfg}
@@ -239,6 +233,17 @@ def write_open_clip_folder(folder, sd, arch, tokenizer_dir=None, quick_gelu=None
 
         AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(folder)
     return str(folder)
+
+
+def open_clip_model_cfg(arch) -> dict:
+    """The ``model_cfg`` of open_clip_config.json for ``arch`` (open_clip's CLIP takes it as keywords)."""
+    return {
+        "embed_dim": arch["embed"],
+        "vision_cfg": {"image_size": arch["image"], "layers": arch["vision_layers"], "width": arch["vision_width"],
+                       "patch_size": arch["patch"], "mlp_ratio": arch["mlp"]},
+        "text_cfg": {"context_length": arch["context"], "vocab_size": VOCAB, "width": arch["text_width"],
+                     "heads": arch["text_width"] // 64, "layers": arch["text_layers"], "mlp_ratio": arch["mlp"]},
+    }
 
 
 # --- features against the reference -----------------------------------------------------------------

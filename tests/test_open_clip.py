@@ -1,0 +1,77 @@
+"""open_clip's own models, converted, give open_clip's features to 1e-5, and evaluate.
+
+open_clip (installed without its dependencies, see the README) builds random CLIPs of two tiny
+architectures, QuickGELU and GELU, in a separate process (tests/open_clip_reference.py, which
+stands in for torchvision's transforms that open_clip imports but the model never uses). Their
+weights are saved as an open_clip Hub folder (open_clip_config.json + open_clip_model.safetensors),
+converted by ``tgazsr.convert``, and the converted ``CLIPModel``'s image and text features are
+compared with open_clip's ``encode_image`` / ``encode_text`` on the same inputs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_convert import GELU, QUICK, converted_features, open_clip_model_cfg, pixels, text_batch, \
+    write_eot_tokenizer, write_open_clip_folder
+from tgazsr import convert as cv
+
+HERE = Path(__file__).resolve().parent
+INSTALL = 'pip install --no-deps "open_clip_torch==3.3.0" "ftfy>=6" wcwidth'
+
+
+@pytest.fixture(scope="module")
+def eot_tokenizer(tmp_path_factory) -> str:
+    return write_eot_tokenizer(str(tmp_path_factory.mktemp("eot_tokenizer")))
+
+
+def open_clip_reference(arch, tmp_path, seed=0) -> dict:
+    """open_clip's state dict and features for ``pixels(arch)`` and ``text_batch(arch)``."""
+    if importlib.util.find_spec("open_clip") is None:
+        pytest.fail(f"open_clip is not installed; the README's install command installs it ({INSTALL}).")
+    cfg = {**open_clip_model_cfg(arch), "quick_gelu": arch["quick_gelu"], "seed": seed}
+    (tmp_path / "model_cfg.json").write_text(json.dumps(cfg))
+    torch.save({"pixels": pixels(arch), "ids": text_batch(arch["context"])}, tmp_path / "inputs.pt")
+    done = subprocess.run([sys.executable, str(HERE / "open_clip_reference.py"), str(tmp_path / "model_cfg.json"),
+                           str(tmp_path / "inputs.pt"), str(tmp_path / "reference.pt")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return torch.load(tmp_path / "reference.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("arch", [QUICK, GELU], ids=["quick_gelu", "gelu"])
+def test_open_clip_model_converts_to_its_own_features(arch, eot_tokenizer, tmp_path):
+    ref = open_clip_reference(arch, tmp_path)
+    folder = write_open_clip_folder(tmp_path / "open_clip", ref["state_dict"], arch, tokenizer_dir=eot_tokenizer,
+                                    quick_gelu=arch["quick_gelu"])
+    out = cv.convert(folder, str(tmp_path / "clip"))
+    model, image, text = converted_features(out, arch, text_batch(arch["context"]))
+    assert image.abs().mean() > 1e-2 and text.abs().mean() > 1e-2  # features of substance, not near-zero noise
+    torch.testing.assert_close(image, ref["image"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(text, ref["text"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.logit_scale.detach(), ref["state_dict"]["logit_scale"])
+    assert model.config.vision_config.hidden_act == ("quick_gelu" if arch["quick_gelu"] else "gelu")
+
+
+def test_converted_open_clip_model_evaluates(eval_world, eot_tokenizer, tmp_path):
+    from tgazsr.evaluation import EvalArguments, run_evaluation
+
+    ref = open_clip_reference(QUICK, tmp_path, seed=3)
+    folder = write_open_clip_folder(tmp_path / "open_clip", ref["state_dict"], QUICK, tokenizer_dir=eot_tokenizer,
+                                    quick_gelu=True)
+    model_dir = cv.load_model_or_convert(folder, cache_dir=str(tmp_path / "cache"))  # what --model_name_or_path does
+    args = EvalArguments(model_name_or_path=model_dir, datasets=[eval_world["saved"]], attacks=["pgd"], eps=[8.0],
+                         attack_options={"pgd": {"steps": 2}}, batch_size=8, output_dir=str(tmp_path / "eval"),
+                         plot=False)
+    results = run_evaluation(args)
+    assert not results["errors"]
+    r = results["datasets"]["saved"]
+    assert r["num_samples"] == 24
+    assert 0.0 <= r["robust"]["pgd@8/255"] <= r["clean_accuracy"] <= 1.0
