@@ -198,7 +198,8 @@ def _flipped(value):
     if isinstance(value, float):
         return value * 2 + 1
     if isinstance(value, str):
-        return {"tga": "fare", "linf": "l2", "auto": "clip", "shorter_side_crop": "square"}.get(value, value + "x")
+        return {"tga": "fare", "linf": "l2", "auto": "clip", "shorter_side_crop": "square",
+                "stored": "clip_benchmark"}.get(value, value + "x")
     if isinstance(value, list):
         return value + [value[-1] * 2 + 1] if value and isinstance(value[0], float) else value + ["x"]
     if value is None:

@@ -20,6 +20,7 @@ import datasets
 import torch
 
 from ..errors import UserError
+from .order import select_samples
 from .registry import clean_class_name, resolve_class_names
 from .transforms import ImageTransform
 
@@ -210,6 +211,7 @@ class ClassificationData:
     image_column: str
     label_column: str
     split: str | None = None
+    samples: str = ""  # which samples were kept (all, the first N, CLIP_benchmark's N)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -226,15 +228,17 @@ def prepare_classification_data(
     config_name: str | None = None,
     max_samples: int | None = None,
     accept_unnamed: bool = True,
+    sample_order: str = "stored",
+    seed: int = 0,
 ) -> ClassificationData:
     """One split of an image classification dataset, decoded lazily to [0,1] tensors.
-    ``class_names`` (a list, a comma-separated string or a file) must match the labels' count."""
+    ``class_names`` (a list, a comma-separated string or a file) must match the labels' count.
+    ``max_samples`` samples are kept, chosen by ``sample_order`` (``tgazsr.data.order``)."""
     ds, split = load_image_dataset(name_or_path, split, config_name, accept_unnamed, return_split=True)
     image_col = find_column(ds, image_column, IMAGE_COLUMN_GUESSES, "image")
     label_col = find_column(ds, label_column, LABEL_COLUMN_GUESSES, "label")
     names = dataset_class_names(ds, label_col, class_names)
-    if max_samples is not None and max_samples < len(ds):
-        ds = ds.select(range(max_samples))
+    ds, samples = select_samples(ds, sample_order, max_samples, seed=seed)
     feature = ds.features.get(label_col)
     if class_names is not None and isinstance(feature, datasets.ClassLabel) and feature.num_classes != len(names):
         given = read_class_names(class_names)
@@ -247,7 +251,7 @@ def prepare_classification_data(
             f"{', ...' if feature.num_classes > 5 else ''}): give one name per class, in label order."
         )
     ds = with_pixels(ds, image_col, label_col, len(names), image_size, resize_mode)
-    return ClassificationData(ds, names, image_col, label_col, split)
+    return ClassificationData(ds, names, image_col, label_col, split, samples)
 
 
 def with_pixels(

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from ..attacks import ATTACKS, get_attack, make_settings
 from ..attacks.base import NORMS
+from ..data.order import SAMPLE_ORDERS
 from ..errors import budget_unit_problem
 from ..recipes import raise_problems, refused_settings
 
@@ -106,6 +107,15 @@ class EvalArguments:
     max_samples: int | None = field(
         default=None,
         metadata={"help": "Evaluate the first N test samples of each dataset (N >= 1; leave it unset for all)."},
+    )
+    sample_order: str = field(
+        default="stored",
+        metadata={
+            "help": "Which max_samples samples are scored: 'stored' (the first N in the data's order) or "
+            "'clip_benchmark' (the first N that CLIP_benchmark's loader yields with --n_samples, as the FARE report "
+            "ran it: webdataset shards through a 10,000-sample shuffle buffer seeded with --seed, 4 loader workers, "
+            "batches of 50)."
+        },
     )
     attacks: list[str] = field(
         default_factory=lambda: ["pgd"],
@@ -217,6 +227,11 @@ class EvalArguments:
             problems.append(
                 f"max_samples = {self.max_samples} would evaluate no sample. Leave --max_samples unset to evaluate "
                 "every sample, or set N >= 1 for the first N."
+            )
+        if self.sample_order not in SAMPLE_ORDERS:
+            problems.append(
+                f"sample_order = {self.sample_order!r}: choose one of {', '.join(SAMPLE_ORDERS)} ('stored': the first "
+                "N samples; 'clip_benchmark': the N samples CLIP_benchmark scored, as in the FARE report)."
             )
         if self.pixel_normalization not in ("auto", "clip", "imagenet"):
             problems.append(

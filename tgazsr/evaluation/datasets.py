@@ -19,6 +19,7 @@ from typing import Any
 from ..data import prepare_classification_data, registry
 from ..errors import UserError
 from ..data.loading import with_pixels
+from ..data.order import select_samples
 from .arguments import DEFAULT_TEMPLATE, LOCAL_METADATA_FILE, EvalArguments
 
 
@@ -38,6 +39,7 @@ class EvalDataset:
     class_names: list[str]
     templates: list[str]
     data_fingerprint: str
+    samples: str = ""  # which samples: all, the first N, or CLIP_benchmark's N (tgazsr.data.order)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -161,11 +163,11 @@ def _prepare_registry(name: str, source: str, args: EvalArguments, image_size: i
     ds, label_col = data.dataset, data.label_column
     if mapping is not None:
         ds = ds.filter(lambda y: mapping[int(y)] >= 0, input_columns=[label_col])
-    if args.max_samples is not None and args.max_samples < len(ds):
-        ds = ds.select(range(args.max_samples))
+    ds, samples = select_samples(ds, args.sample_order, args.max_samples, seed=args.seed)
     fingerprint = _fingerprint_of(ds)
     pixels = with_pixels(ds, data.image_column, label_col, len(names), image_size, spec.resize, mapping)
-    return EvalDataset(spec.name, spec.display_name, data.source, data.split, pixels, names, templates, fingerprint)
+    return EvalDataset(spec.name, spec.display_name, data.source, data.split, pixels, names, templates, fingerprint,
+                       samples)
 
 
 def _prepare_local(name: str, path: str, args: EvalArguments, image_size: int) -> EvalDataset:
@@ -173,14 +175,14 @@ def _prepare_local(name: str, path: str, args: EvalArguments, image_size: int) -
     class_names = args.class_names or meta.get("class_names")
     data = prepare_classification_data(
         path, args.split, image_size, args.image_column or "image", args.label_column or "label", class_names,
-        args.resize_mode, None, args.max_samples,
+        args.resize_mode, None, args.max_samples, sample_order=args.sample_order, seed=args.seed,
     )
     if args.prompt_template:
         templates = [args.prompt_template]
     else:
         templates = list(meta.get("classifier_templates") or [DEFAULT_TEMPLATE])
     return EvalDataset(name, meta.get("name") or name, path, data.split, data.dataset, list(data.class_names),
-                       templates, _fingerprint_of(data.dataset))
+                       templates, _fingerprint_of(data.dataset), data.samples)
 
 
 def prepare_dataset(entry: str, args: EvalArguments, image_size: int) -> EvalDataset:

@@ -271,6 +271,7 @@ def evaluate_dataset(model, data: EvalDataset, text: torch.Tensor, args: EvalArg
         "seconds": round(time.time() - start, 3),
         "source": data.source,
         "split": data.split,
+        "samples": data.samples,
         "prompt_templates": data.templates,
     }
     if "autoattack" in plan.attacks:

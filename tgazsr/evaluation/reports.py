@@ -52,7 +52,7 @@ def results_markdown(results: dict) -> str:
     lines = [
         f"# Zero-shot robustness of `{results.get('model')}`",
         "",
-        f"Top-1 accuracy (%) on the first {settings.get('max_samples') or 'all'} test samples of each dataset. "
+        f"Top-1 accuracy (%) on {_which_samples(settings)} of each dataset. "
         f"Attacks: {', '.join(settings.get('attacks', []))}; budgets in units of 1/255 (L-inf) unless noted. "
         "A sample is robust only if it is classified correctly clean and after every attack of the run "
         "(per-sample worst case).",
@@ -87,6 +87,16 @@ def results_markdown(results: dict) -> str:
     lines += ["", f"Model weights fingerprint: `{results.get('model_fingerprint')}`; "
               f"tgazsr evaluation harness v{HARNESS_VERSION}.", ""]
     return "\n".join(lines)
+
+
+def _which_samples(settings: dict) -> str:
+    n = settings.get("max_samples")
+    if not n:
+        return "all test samples"
+    if settings.get("sample_order") == "clip_benchmark":
+        return f"the {n} test samples CLIP_benchmark scores with --n_samples {n} (its shuffled order, seed " \
+               f"{settings.get('seed', 0)})"
+    return f"the first {n} test samples"
 
 
 def write_reports(results: dict, output_dir: str, plot: bool = True) -> None:
