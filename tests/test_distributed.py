@@ -53,12 +53,19 @@ def _assert_same_weights(run: Path, one: Path, tiny_clip: str) -> None:
 
 
 def test_ddp_two_processes_match_one_process(tiny_clip, saved_dataset, one_process, tmp_path):
-    ddp = _two_ranks(["-m", "tgazsr.train"], _args(tiny_clip, saved_dataset, tmp_path / "ddp", 4), 29533)
+    recipe, *flags = _args(tiny_clip, saved_dataset, tmp_path / "ddp", 4)
+    # with the end-of-training check on the eval split: every process reads the model the main one saved
+    args = [recipe, *merge_flags(flags, ["--eval_max_samples", "4", "--eval_attack_steps", "1"])]
+    ddp = _two_ranks(["-m", "tgazsr.train"], args, 29533)
     assert ddp.returncode == 0, ddp.stderr[-4000:]
     _assert_same_weights(tmp_path / "ddp", one_process, tiny_clip)
+    check = json.loads((tmp_path / "ddp" / "train_results.json").read_text())
+    assert check, "the end-of-training check ran and was written"
     log = ddp.stdout + ddp.stderr  # logs and progress bars from the main process only
     assert log.count("Training on 16 images") == 1
-    assert log.count("Loading weights: 100%") == 1
+    # the model is loaded twice (training, then the check), by each rank: shown for the main process only
+    assert log.count("Loading weights: 100%") == 2
+    assert log.count("Results in") == 1
     assert "find_unused_parameters" not in log
 
 

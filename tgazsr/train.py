@@ -285,6 +285,7 @@ def _train(argv=None):
     trainer, train, tokenizer = build_trainer(model_args, data_args, cfg)
     train_until_done_or_signal(trainer, resume)
     trainer.save_model(cfg.output_dir)
+    trainer.accelerator.wait_for_everyone()  # the main process writes; every process then reads the saved model
     try:
         results = evaluate_trained(cfg, model_args, data_args, trainer.is_world_process_zero())
     except Exception as err:  # noqa: BLE001 - the weights are saved: say so, and how to evaluate later
