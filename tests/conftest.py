@@ -27,6 +27,15 @@ from PIL import Image
 CLASS_NAMES = ["red square", "green circle", "blue_triangle", "yellow-star"]
 
 
+def free_port() -> int:
+    """A port nobody listens on now, for a torchrun rendezvous (fixed ports collide with other runs)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def merge_flags(defaults, extra):
     """Command-line flags ``defaults`` with each flag of ``extra`` replacing (or adding) its value(s):
     a flag given twice is an error, so tests override defaults this way."""

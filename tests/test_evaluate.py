@@ -362,11 +362,9 @@ def test_two_processes_give_the_numbers_of_one(eval_world, tmp_path):
     single = run_evaluation(_args(eval_world, tmp_path / "one", **kw))
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1",
                HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    import socket
+    from conftest import free_port
 
-    with socket.socket() as sock:  # a free port for the rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
+    port = str(free_port())
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            "-m", "tgazsr.evaluate", "--model_name_or_path", eval_world["clip_a"], "--datasets", eval_world["saved"],
            "--attacks", "pgd", "cw", "--eps", "8", "--pgd_steps", "3", "--cw_steps", "3", "--max_samples", "12",
