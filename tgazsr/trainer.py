@@ -97,6 +97,13 @@ class RobustCLIPTrainer(Trainer):
         loss_fn = objective_loss(objective, model, target)
         was_training = model.training
         model.eval()
+        # The attack needs gradients with respect to the image only. With the weights' requires_grad off,
+        # autograd keeps only what that gradient needs (not every linear layer's input), which lowers the
+        # attack's memory. Not under FSDP or DeepSpeed: they fix the gathered weights' flag once.
+        frozen = [] if (self.is_fsdp_enabled or self.is_deepspeed_enabled) else \
+            [p for p in model.parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
         try:
             return pgd(
                 loss_fn,
@@ -107,6 +114,8 @@ class RobustCLIPTrainer(Trainer):
                 random_start=cfg.train_random_start,
             )
         finally:
+            for p in frozen:
+                p.requires_grad_(True)
             model.train(was_training)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
