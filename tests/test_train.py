@@ -313,3 +313,28 @@ def test_robust_accuracy_curve_and_final_benchmark_reach_tensorboard(tiny_clip, 
     assert all(0.0 <= value <= 1.0 for _, value in curve)
     assert "eval/clean_accuracy" in scalars and "train/loss" in scalars
     assert any("benchmark_robust_accuracy" in tag for tag in scalars)  # the final benchmark, once training ended
+
+
+def test_attacks_keep_the_weights_trainable_and_free_of_gradients(tiny_clip, saved_dataset, tmp_path):
+    """The training attack and the evaluation while training run with the weights' requires_grad
+    off (less memory); afterwards every trained weight requires gradients again and holds none."""
+    from tgazsr.data import collate
+
+    model_args, data_args, cfg = parse([str(RECIPES / "tga_zsr.yaml"), *tiny_args(tiny_clip, saved_dataset,
+                                                                                   tmp_path / "flags")])
+    trainer, train, _ = build_trainer(model_args, data_args, cfg)
+    model = trainer.model
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    seen = []
+    model.clip.vision_model.encoder.layers[0].mlp.fc1.register_forward_hook(
+        lambda m, i, o: seen.append(m.weight.requires_grad))
+    batch = collate([train.dataset[i] for i in range(4)])
+    x_adv = trainer._attack(model, batch["pixel_values"], batch["labels"], None)
+    assert seen and not any(seen)  # inside the attack the weights did not require gradients
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == trainable
+    assert all(p.grad is None for p in model.parameters())
+    assert not torch.equal(x_adv, batch["pixel_values"])
+    with pytest.raises(RuntimeError, match="inside"):
+        with trainer._image_gradients_only(model):
+            raise RuntimeError("inside")
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == trainable  # restored after an error

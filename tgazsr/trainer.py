@@ -9,6 +9,7 @@ directories (safetensors), with LoRA adapters beside them when LoRA is used.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -97,26 +98,34 @@ class RobustCLIPTrainer(Trainer):
         loss_fn = objective_loss(objective, model, target)
         was_training = model.training
         model.eval()
-        # The attack needs gradients with respect to the image only. With the weights' requires_grad off,
-        # autograd keeps only what that gradient needs (not every linear layer's input), which lowers the
-        # attack's memory. Not under FSDP or DeepSpeed: they fix the gathered weights' flag once.
+        try:
+            with self._image_gradients_only(model):
+                return pgd(
+                    loss_fn,
+                    x,
+                    eps=cfg.train_eps / 255,
+                    step_size=cfg.train_stepsize / 255,
+                    steps=cfg.train_numsteps,
+                    random_start=cfg.train_random_start,
+                )
+        finally:
+            model.train(was_training)
+
+    @contextlib.contextmanager
+    def _image_gradients_only(self, model):
+        """Attacks need gradients with respect to the image only. With the weights' requires_grad off,
+        autograd keeps only what that gradient needs (not the input of every linear layer, saved for
+        weight gradients), which lowers an attack's memory. Not under FSDP or DeepSpeed: they fix the
+        gathered weights' flag once."""
         frozen = [] if (self.is_fsdp_enabled or self.is_deepspeed_enabled) else \
             [p for p in model.parameters() if p.requires_grad]
         for p in frozen:
             p.requires_grad_(False)
         try:
-            return pgd(
-                loss_fn,
-                x,
-                eps=cfg.train_eps / 255,
-                step_size=cfg.train_stepsize / 255,
-                steps=cfg.train_numsteps,
-                random_start=cfg.train_random_start,
-            )
+            yield
         finally:
             for p in frozen:
                 p.requires_grad_(True)
-            model.train(was_training)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         method = self.method
@@ -204,7 +213,8 @@ class RobustCLIPTrainer(Trainer):
         )
         was_training = unwrapped.training
         try:
-            results = run_evaluation(args, model=unwrapped, tokenizer=tokenizer)
+            with self._image_gradients_only(unwrapped):
+                results = run_evaluation(args, model=unwrapped, tokenizer=tokenizer)
         finally:
             unwrapped.train(was_training)
         metrics = training_metrics(results, metric_key_prefix)
