@@ -128,3 +128,11 @@ def test_evaluation_scores_clip_benchmarks_samples_and_says_which(tmp_path, tiny
     assert "CLIP_benchmark scores" in (tmp_path / "a" / "results.md").read_text()
     stored = run_evaluation(args("stored", tmp_path / "b"))["datasets"]["toy"]
     assert "first 30" in stored["samples"]
+
+
+def test_an_unknown_sample_order_is_refused_before_anything_loads():
+    from tgazsr.evaluation import EvalArguments
+    from tgazsr.recipes import RecipeError
+
+    with pytest.raises(RecipeError, match="sample_order = 'random': choose one of stored, clip_benchmark"):
+        EvalArguments(model_name_or_path="unused", datasets=["cifar10"], sample_order="random")
