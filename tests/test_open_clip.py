@@ -10,6 +10,7 @@ compared with open_clip's ``encode_image`` / ``encode_text`` on the same inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -75,3 +76,19 @@ def test_converted_open_clip_model_evaluates(eval_world, eot_tokenizer, tmp_path
     r = results["datasets"]["saved"]
     assert r["num_samples"] == 24
     assert 0.0 <= r["robust"]["pgd@8/255"] <= r["clean_accuracy"] <= 1.0
+
+    # Next to one's own model in one table: the same protocol on the same data, then the leaderboard.
+    from tgazsr.cli import main as tgazsr_main
+
+    own = run_evaluation(dataclasses.replace(args, model_name_or_path=eval_world["clip_a"],
+                                             output_dir=str(tmp_path / "eval_own")))
+    assert not own["errors"]
+    table_file = tmp_path / "leaderboard.md"
+    assert tgazsr_main(["leaderboard", str(tmp_path / "eval" / "results.json"),
+                        str(tmp_path / "eval_own" / "results.json"), "--output", str(table_file)]) == 0
+    rows = {line.split("|")[2].strip(): line for line in table_file.read_text().splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
+    # the converted model is named by what was converted (its folder), not by the conversion cache
+    assert set(rows) == {"open_clip", "clip_a"}, rows
+    assert f"{100 * r['clean_accuracy']:.2f}" in rows["open_clip"]
+    assert f"{100 * own['datasets']['saved']['clean_accuracy']:.2f}" in rows["clip_a"]

@@ -26,7 +26,10 @@ def load_results(path: str) -> dict:
 
 
 def _default_label(results: dict, index: int) -> str:
-    """A model's name: the title of its model card when it has one, else its folder or Hub name."""
+    """A model's name: the title of its model card when it has one; for a converted checkpoint
+    (``tgazsr convert`` or ``--model_name_or_path`` of an open_clip / OpenAI-CLIP source) the zoo
+    name or public name of what was converted, not the conversion cache's folder; else its folder or
+    Hub name."""
     model = str(results.get("model") or f"run {index + 1}")
     card = os.path.join(model, "README.md")
     if os.path.isfile(card):
@@ -34,6 +37,14 @@ def _default_label(results: dict, index: int) -> str:
             for line in f:
                 if line.startswith("# "):
                     return line[2:].strip()
+    conversion = os.path.join(model, "conversion.json")
+    if os.path.isfile(conversion):
+        from ..errors import UserError
+        from ..files import read_json_object
+
+        record = read_json_object(conversion, UserError, "Convert the model again with tgazsr convert.")
+        if record.get("zoo") or record.get("source"):
+            return str(record.get("zoo") or record["source"])
     return os.path.basename(os.path.normpath(model)) or model
 
 
