@@ -233,7 +233,9 @@ def evaluate_dataset(model, data: EvalDataset, text: torch.Tensor, args: EvalArg
     n, num_classes = len(data), len(data.class_names)
     keys, worst_keys = plan.keys(), plan.worst_keys()
     batches = _shard_batches(n, args.batch_size, state.process_index, state.num_processes)
-    loader = DataLoader(data.dataset, batch_sampler=batches, collate_fn=collate, num_workers=args.num_workers)
+    # Pinned host memory on a GPU: the next batch's copy overlaps the attack on this one.
+    loader = DataLoader(data.dataset, batch_sampler=batches, collate_fn=collate, num_workers=args.num_workers,
+                        pin_memory=device.type == "cuda")
     text = text.to(device)
     records, raised = [], {k: (0, 0) for k in keys}
     start = time.time()
@@ -241,7 +243,7 @@ def evaluate_dataset(model, data: EvalDataset, text: torch.Tensor, args: EvalArg
     bar = tqdm(total=sum(len(b) for b in batches), desc=desc, disable=not state.is_local_main_process,
                dynamic_ncols=True)
     for index, batch in zip(batches, loader):
-        x, y = batch["pixel_values"].to(device), batch["labels"].to(device)
+        x, y = batch["pixel_values"].to(device, non_blocking=True), batch["labels"].to(device, non_blocking=True)
         score = score_batch(model, text, x, y, index, plan, data.name, num_classes, model_name)
         for k, (r, a) in score.raised.items():
             raised[k] = (raised[k][0] + r, raised[k][1] + a)
