@@ -812,3 +812,64 @@ def test_datasets_doc_lists_every_source():
         for protocol in ("tga", "fare"):
             assert spec.source_for(protocol).hub_id in doc, (name, protocol)
         assert f"{spec.reference_images:,}" in doc, name
+
+
+def _all_sources():
+    """(dataset name, protocol, HubSource) of every Hub source the registry reads."""
+    return [(name, protocol, get_benchmark(name).source_for(protocol))
+            for name in TABLE_ORDER for protocol in ("tga", "fare")]
+
+
+def test_pinned_revisions_are_full_commit_ids_with_their_confirmation():
+    import re
+
+    by_repo = {}
+    for name, protocol, source in _all_sources():
+        by_repo.setdefault(source.hub_id, set()).add(source.revision)
+        if source.revision is None:
+            assert "Not pinned" in source.notes, (name, protocol, source.hub_id)
+            continue
+        assert re.fullmatch(r"[0-9a-f]{40}", source.revision), (name, protocol, source.revision)
+        # the notes say how the pin was confirmed: its short id and the stored Hub page(s)
+        assert source.revision[:7] in source.notes and "https://huggingface.co/datasets/" in source.notes, name
+    assert all(len(revisions) == 1 for revisions in by_repo.values()), by_repo  # one revision per repository
+    pinned = {repo for repo, revisions in by_repo.items() if None not in revisions}
+    assert len(by_repo) == 29 and len(pinned) == 13, (len(by_repo), sorted(pinned))
+
+
+def test_the_loader_passes_each_pinned_revision_to_datasets(monkeypatch, tmp_path):
+    import datasets
+    import huggingface_hub
+
+    from tgazsr.data import sources
+
+    calls = []
+
+    def fake_load_dataset(path, name=None, **kwargs):
+        calls.append((path, kwargs.get("revision"), kwargs.get("split"), kwargs.get("data_files")))
+        return object()
+
+    downloads = []
+
+    def fake_download(repo_id, filename, **kwargs):
+        downloads.append((repo_id, filename, kwargs.get("repo_type"), kwargs.get("revision")))
+        path = tmp_path / filename
+        path.write_text("a\nb\n", encoding="utf-8")
+        return str(path)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    for name, protocol, source in _all_sources():
+        calls.clear()
+        downloads.clear()
+        parts = sources.load_splits(source)
+        assert list(parts) == list(source.splits)
+        assert [c[0] for c in calls] == [source.hub_id] * len(source.splits)
+        assert {c[1] for c in calls} == {source.revision}, (name, protocol)
+        if source.data_files:
+            assert [c[3] for c in calls] == [{s: source.file_pattern(s)} for s in source.splits]
+        if source.names_file:  # CLIP_benchmark's classnames.txt is read at the same revision
+            assert sources.read_names_file(source) == ["a", "b"]
+            assert downloads == [(source.hub_id, source.names_file, "dataset", source.revision)]
+        label = sources.source_label(source)
+        assert label == (f"{source.hub_id}@{source.revision[:12]}" if source.revision else source.hub_id)

@@ -436,17 +436,28 @@ _WDS_NOTE = (
     "CLIP_benchmark's own export (LAION-AI/CLIP_benchmark webdataset_builder, Jan 2023), the copy the FARE "
     "report's run_benchmark_adv.sh reads (chs20/RobustVLM CLIP_benchmark/benchmark/datasets.txt); "
     "columns cls (int) and one image column; classnames.txt is read and checked by name before scoring "
-    "(its content was not readable with the search tools)."
+    "(its content was not readable with the search tools; where a tree page showed its size, that size is "
+    "compared with the shipped list written one name a line)."
 )
 
+#: Stored Hub pages cited in the notes are under this address.
+_HF = "https://huggingface.co/datasets/"
 
-def _wds(name: str, num_classes: int, test_rows: int | None, seen: str, **kwargs) -> HubSource:
-    """CLIP_benchmark's webdataset repository ``clip-benchmark/wds_<name>``, test split."""
+
+def _wds(
+    name: str, num_classes: int, test_rows: int | None, seen: str, *, pin: str, revision: str | None = None,
+    **kwargs,
+) -> HubSource:
+    """CLIP_benchmark's webdataset repository ``clip-benchmark/wds_<name>``, test split.
+
+    ``seen``: what the viewer showed (sizes); ``pin``: how ``revision`` was confirmed on the stored pages,
+    or why the source is not pinned.
+    """
     return HubSource(
         hub_id=f"clip-benchmark/wds_{name}", splits=("test",), image_column="webp", label_column="cls",
-        num_classes=num_classes, data_files="{split}/*.tar", names_file="classnames.txt",
+        num_classes=num_classes, data_files="{split}/*.tar", names_file="classnames.txt", revision=revision,
         split_sizes=(("test", test_rows),) if test_rows else (), verified=bool(seen),
-        notes=(seen + " " if seen else "Test size not seen on the viewer. ") + _WDS_NOTE, **kwargs,
+        notes=(seen if seen else "Test size not seen on the viewer.") + " " + pin + " " + _WDS_NOTE, **kwargs,
     )
 
 
@@ -467,7 +478,12 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         hub_verified=True,
         split_sizes=(("train", 100_000), ("valid", 10_000)),
         reference_images=10_000,
+        hub_revision="b427d143d5e9bf39d5132c552063f3c5ba3facd6",
         notes=(
+            "Revision b427d14: " + _HF + "zh-plus/tiny-imagenet/tree/b427d143d5e9bf39d5132c552063f3c5ba3facd6/data "
+            "lists train-00000-of-00001-1359597a978bc4fa.parquet (146 MB) and valid-00000-of-00001-70d52db3c749a935."
+            "parquet (14.6 MB), committed by zh-plus (not the parquet converter); no commits/main page was seen, "
+            "so a newer commit of main may exist. "
             "Card checked: parquet, splits train (100k) / valid (10k), ClassLabel of 200 WordNet ids in "
             "sorted order. The reference evaluates tiny-imagenet-200/val through ImageFolder (sorted "
             "wnids) and names each id by the first synonym of its ImageNet-1k synset label; "
@@ -491,8 +507,21 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         hub_verified=True,
         split_sizes=(("train", 50_000), ("test", 10_000)),
         reference_images=10_000,
-        fare_source=_wds("vtab-cifar10", 10, 10_000, ""),
-        notes="Columns img/label and torchvision's label order. Reference: Resize((224, 224)), no crop.",
+        fare_source=_wds(
+            "vtab-cifar10", 10, 10_000, "",
+            pin=(
+                "Not pinned: the head of main, d5fc63f 'Initial upload' (" + _HF + "clip-benchmark/wds_vtab-cifar10/"
+                "tree/main: test/, train/, classnames.txt 60 B = the shipped list's 60 bytes), was seen only as a "
+                "short id; the one full id of main seen, a2d3390c98cd766b4e9fc00a8c3efae69fd09002, is its "
+                "'initial commit' holding only .gitattributes."
+            ),
+        ),
+        notes=(
+            "Not pinned: " + _HF + "uoft-cs/cifar10/tree/main shows the head 0b27149 'Convert dataset to Parquet "
+            "(#6)' (plain_text/test-00000-of-00001.parquet, 23.9 MB), whose full id was not seen; the full ids seen "
+            "(cfedcaa6..., d2799849...) are parquet-converter commits. "
+            "Columns img/label and torchvision's label order. Reference: Resize((224, 224)), no crop."
+        ),
     ),
     BenchmarkDataset(
         name="cifar100",
@@ -510,8 +539,19 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         hub_verified=True,
         split_sizes=(("train", 50_000), ("test", 10_000)),
         reference_images=10_000,
-        fare_source=_wds("vtab-cifar100", 100, 10_000, "Viewer: train 45k / test 10k rows."),
+        fare_source=_wds(
+            "vtab-cifar100", 100, 10_000, "Viewer: train 45k / test 10k rows.",
+            revision="c181ce0341d21e40ebe4f35a8fc56dd547e20418",
+            pin=(
+                "Pinned c181ce0 ('Initial upload', the head of main: " + _HF + "clip-benchmark/wds_vtab-cifar100/"
+                "blob/main/test/nshards.txt is at c181ce0, 4 test shards): " + _HF + "clip-benchmark/"
+                "wds_vtab-cifar100/tree/c181ce0341d21e40ebe4f35a8fc56dd547e20418 lists test/, train/ and "
+                "classnames.txt (725 B = the shipped list's 725 bytes)."
+            ),
+        ),
         notes=(
+            "Not pinned: " + _HF + "cifar100/tree/main (uoft-cs/cifar100) shows the head aadb3af 'Convert dataset "
+            "to Parquet (#4)'; no full id of main was seen. "
             "Columns img/fine_label/coarse_label; the Hub ClassLabel spells class 26 'cra' (crab), so "
             "names are shipped. FARE: CLIP_benchmark's VTAB CIFAR-100 takes TFDS's label names verbatim "
             "(underscores kept, e.g. 'aquarium_fish'). Reference: Resize((224, 224)), no crop."
@@ -532,8 +572,15 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         hub_verified=True,
         split_sizes=(("test", 8_000),),
         reference_images=8_000,
-        fare_source=_wds("stl10", 10, 8_000, ""),
+        fare_source=_wds(
+            "stl10", 10, 8_000, "", pin="Not pinned: no stored page of clip-benchmark/wds_stl10 was found.",
+        ),
+        hub_revision="49ae7f94508f7feae62baf836db284306eab0b0f",
         notes=(
+            "Pinned 49ae7f9 ('Update README.md', the head of main: " + _HF + "tanganke/stl10/tree/main, 3 commits); "
+            "the full id is in " + _HF + "tanganke/stl10/commits/49ae7f94508f7feae62baf836db284306eab0b0f/data/"
+            "train-00000-of-00001.parquet; data/test-00000-of-00001.parquet (142 MB) and train (89 MB) were last "
+            "changed by 5e47e36 'Upload dataset' (tree/main/data). "
             "Parquet train/test (8,000), ClassLabel airplane..truck in torchvision order. The reference "
             "resizes STL-10 straight to 224x224 like CIFAR (utils.load_val_datasets uses `preprocess`)."
         ),
@@ -554,8 +601,20 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         hub_verified=True,
         split_sizes=(("train", 75_750), ("validation", 25_250)),
         reference_images=25_250,
-        fare_source=_wds("food101", 101, 25_250, "Viewer: train 75.8k / test 25.3k rows."),
+        fare_source=_wds(
+            "food101", 101, 25_250, "Viewer: train 75.8k / test 25.3k rows.",
+            revision="147a52fcbbb4f9d14293f9e2d821744d6883efef",
+            pin=(
+                "Pinned 147a52f ('Data upload', the head of main: " + _HF + "clip-benchmark/wds_food101/tree/main, "
+                "4 commits, classnames.txt 1.18 kB for the shipped list's 1,184 bytes; tree/main/test lists "
+                "0.tar .. 4.tar at 147a52f); the full id is in " + _HF + "clip-benchmark/wds_food101/blob/"
+                "147a52fcbbb4f9d14293f9e2d821744d6883efef/test/nshards.txt (5 shards)."
+            ),
+        ),
         notes=(
+            "Not pinned: only commits of the loading-script era were seen (" + _HF + "ethz/food101/commit/"
+            "83f35c911a61655c41c75d31a947d0beb1648038, cf7c2d4c...: food101.py, dataset_infos.json), not the parquet "
+            "files read now; the head of main was not seen. "
             "Splits train / validation (25,250 = the official test set). Its ClassLabel follows "
             "meta/classes.txt (cheesecake=16, cheese_plate=17), not torchvision's sorted order; names "
             "are matched by name anyway. FARE: CLIP_benchmark replaces '_' by spaces; its wds copy "
@@ -577,8 +636,23 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         hub_verified=True,
         split_sizes=(("test", 3_669),),
         reference_images=3_669,
-        fare_source=_wds("vtab-pets", 37, 3_669, "Viewer: train 2.94k / test 3.67k rows."),
+        fare_source=_wds(
+            "vtab-pets", 37, 3_669, "Viewer: train 2.94k / test 3.67k rows.",
+            revision="3fbd1f21f076311402bb2bf2a9d1a04b72a4266d",
+            pin=(
+                "Pinned 3fbd1f2 ('Initial upload' after the 'initial commit' 04371a5; " + _HF + "clip-benchmark/"
+                "wds_vtab-pets/tree/main/test lists 0.tar, 1.tar at 3fbd1f2): " + _HF + "clip-benchmark/"
+                "wds_vtab-pets/tree/3fbd1f21f076311402bb2bf2a9d1a04b72a4266d lists test/, train/ and "
+                "classnames.txt (469 B = the shipped list's 469 bytes)."
+            ),
+        ),
+        hub_revision="10b688881011725fa2fa3d856a47536c9a7e6968",
         notes=(
+            "Pinned 10b6888 ('Upload dataset', rwightman, after the 'initial commit' d2a1a46): " + _HF
+            + "timm/oxford-iiit-pet/tree/10b688881011725fa2fa3d856a47536c9a7e6968 lists data/; tree/main/data lists "
+            "test-00000-of-00001.parquet (413 MB) and train (378 MB), last changed by 10b6888. The head of main is "
+            "089695c 'Update README.md' (tree/main, 4 commits), whose full id was not seen; its data files are "
+            "those of 10b6888. "
             "Standard label order and test split (3,669) per the card; extra columns image_id, "
             "label_cat_dog."
         ),
@@ -600,8 +674,16 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         hub_verified=True,
         split_sizes=(("train", 1_020), ("validation", 1_020), ("test", 6_149)),
         reference_images=6_149,
-        fare_source=_wds("vtab-flowers", 102, 6_149, ""),
+        fare_source=_wds(
+            "vtab-flowers", 102, 6_149, "",
+            pin="Not pinned: no stored page of clip-benchmark/wds_vtab-flowers was found.",
+        ),
+        hub_revision="544b55c9af69a05742ead7571cd7ae23cfcd758b",
         notes=(
+            "Pinned 544b55c ('Upload dataset', the head of main: " + _HF + "dpdl-benchmark/oxford_flowers102/tree/"
+            "main, 2 commits): tree/544b55c9af69a05742ead7571cd7ae23cfcd758b/data lists test-00000..00005-of-00006, "
+            "train-00000-of-00001 and validation-00000-of-00001 parquet; viewer train 1.02k / validation 1.02k / "
+            "test 6.15k. "
             "Standard splits (train 1,020 / validation 1,020 / test 6,149) and the original label order "
             "(ids 0-39 checked on the card). nelorth/oxford-flowers was rejected: its ClassLabel is the "
             "numbers '1'..'102' sorted as strings and its test split is not the official one. FARE: "
@@ -625,8 +707,13 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         hub_verified=True,
         split_sizes=(("train", 3_760), ("test", 1_880)),
         reference_images=1_880,
-        fare_source=_wds("vtab-dtd", 47, 1_880, ""),
+        fare_source=_wds(
+            "vtab-dtd", 47, 1_880, "", pin="Not pinned: no stored page of clip-benchmark/wds_vtab-dtd was found.",
+        ),
         notes=(
+            "Not pinned: " + _HF + "tanganke/dtd/commits/main shows d2afa97 'Convert dataset to Parquet (#1)' "
+            "(the head), f5f283f and 00b6fc6; the full ids seen are refs/pr/1 commits (617a1c05..., cd52f56b...) or "
+            "the empty initial commit 00b6fc67.... "
             "Card: 47 sorted classes, train 3,760 / test 1,880 (the reference: test split of "
             "partition 1, also 1,880 images). FARE: VTAB DTD, TFDS's names (the sorted folder names)."
         ),
@@ -655,8 +742,20 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         hub_verified=True,
         split_sizes=(("train", 16_200), ("validation", 5_400), ("test", 5_400)),
         reference_images=27_000,
-        fare_source=_wds("vtab-eurosat", 10, 5_400, "Viewer: train 16.2k / test 5.4k rows."),
+        fare_source=_wds(
+            "vtab-eurosat", 10, 5_400, "Viewer: train 16.2k / test 5.4k rows.",
+            pin=(
+                "Not pinned: " + _HF + "clip-benchmark/wds_vtab-eurosat/commits/main shows 8b9fc2f 'Initial "
+                "upload' (the head; tree/main: test/0.tar .. 2.tar, classnames.txt 204 B = the shipped list's "
+                "204 bytes) and 1bb4522 'initial commit', but no full id of 8b9fc2f was seen."
+            ),
+        ),
+        hub_revision="b4e28552cd5f3932b6abc37eb20d3e84901ad728",
         notes=(
+            "Pinned b4e2855 ('Update README.md', the head of main: " + _HF + "timm/eurosat-rgb/tree/main, 6 "
+            "commits; " + _HF + "timm/eurosat-rgb/commit/b4e28552cd5f3932b6abc37eb20d3e84901ad728 only adds "
+            "task_categories to README.md); data/ test, train and validation parquet as uploaded by 435287c "
+            "(" + _HF + "timm/eurosat-rgb/tree/435287cde10a365a27b0f2e183dc96aa6c28f302/data). "
             "Card: ClassLabel AnnualCrop..SeaLake (alphabetical = the reference's ImageFolder order), "
             "splits train 16,200 / validation 5,400 / test 5,400 (google-research remote-sensing "
             "splits). TGA: all three splits, 27,000 images, as the reference evaluated the whole "
@@ -684,6 +783,8 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         split_sizes=(("train", 3_334), ("test", 3_333)),
         reference_images=3_333,
         notes=(
+            "Not pinned: main is bd35bca 'Initial upload' (" + _HF + "clip-benchmark/wds_fgvc_aircraft/tree/main: "
+            "test/, train/, classnames.txt 846 B = the shipped FARE list's 846 bytes), whose full id was not seen. "
             "Webdataset repo (viewer: train 3.33k / test 3.33k rows; CLIP_benchmark exported "
             "torchvision FGVCAircraft(split='test', annotation_level='variant'), the reference's "
             "class and split); its classnames.txt (torchvision's 100 variant names, variants.txt "
@@ -706,13 +807,26 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         fare_templates=_CLIP_BENCHMARK_TEMPLATES["caltech101"],
         class_names_file="caltech101.txt",
         fare_class_names_file="caltech101_fare.txt",
-        hub_revision="afb5a6ba4fe9311de42497984d33266bb86e2bb9",
         hub_verified=True,
         split_sizes=(("train", 8_677),),
         reference_images=8_677,
-        fare_source=_wds("vtab-caltech101", 102, None, "Viewer: train 2.75k / test 6.09k rows (exact size not shown)."),
+        fare_source=_wds(
+            "vtab-caltech101", 102, None, "Viewer: train 2.75k / test 6.09k rows (exact size not shown).",
+            revision="96c3ed2decb80d5fe120fb8a0179f25c82cbee78",
+            pin=(
+                "Pinned 96c3ed2 ('Initial upload', the head of main: " + _HF + "clip-benchmark/wds_vtab-caltech101/"
+                "commits/main): " + _HF + "clip-benchmark/wds_vtab-caltech101/tree/"
+                "96c3ed2decb80d5fe120fb8a0179f25c82cbee78/test lists 0.tar, 1.tar, 2.tar and nshards.txt, and the "
+                "tree at that commit lists classnames.txt (971 B = the shipped list's 971 bytes)."
+            ),
+        ),
+        hub_revision="3ec6286e202ebe3e1a263d74ba5d95209af41794",
         notes=(
-            "Card (README at the pinned commit): parquet, one split train of 8,677 images, ClassLabel of "
+            "Pinned 3ec6286 ('Update README.md'): " + _HF + "flwrlabs/caltech101/commit/"
+            "3ec6286e202ebe3e1a263d74ba5d95209af41794 changes README.md only (card text after the unchanged configs, "
+            "data_files train: data/train-*); " + _HF + "flwrlabs/caltech101/blame/main/README.md attributes lines "
+            "to 3ec6286, afb5a6b (the previous pin) and 17c5d3e (the newest change of README.md; full id not seen). "
+            "Card (README at afb5a6b): parquet, one split train of 8,677 images, ClassLabel of "
             "the 101 lowercase folder names without background (accordion .. yin_yang) = all of "
             "101_ObjectCategories except BACKGROUND_Google, exactly the reference's evaluation set "
             "(it drops BACKGROUND_Google and evaluates every image). dpdl-benchmark/caltech101 (TFDS, "
@@ -740,6 +854,9 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         split_sizes=(("train", 24_791), ("validation", 2_755), ("test", 3_061)),
         reference_images=30_607,
         notes=(
+            "Not pinned: " + _HF + "ilee0022/Caltech-256/commits/main shows 6adfe4d 'Update README.md', 45d9a3b "
+            "'Upload dataset' and 152ea63 (tree/main/data: test-00000-of-00001, train-0000{0,1}-of-00002, "
+            "validation-00000-of-00001 parquet), no full id. "
             "Card: parquet, columns image / label (int64, no ClassLabel) / text, train 24,791 / "
             "validation 2,755 / test 3,061 (viewer: 24.8k / 2.76k / 3.06k); 30,607 in all = 256 "
             "classes + clutter. TGA: all three splits, as the reference evaluated all 30,607 images "
@@ -767,8 +884,18 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         hub_verified=True,
         split_sizes=(("train", 8_144), ("test", 8_041)),
         reference_images=8_041,
-        fare_source=_wds("cars", 196, 8_041, "Viewer: train 8.14k / test 8.04k rows, columns cls / jpg."),
+        fare_source=_wds(
+            "cars", 196, 8_041, "Viewer: train 8.14k / test 8.04k rows, columns cls / jpg.",
+            pin=(
+                "Not pinned: main is 25cfe61 'Initial upload' (" + _HF + "clip-benchmark/wds_cars/commits/main/"
+                "classnames.txt; tree/main/test: 0.tar .. 4.tar, nshards.txt = 5), whose full id was not seen."
+            ),
+        ),
         notes=(
+            "Not pinned: " + _HF + "tanganke/stanford_cars/commits/main shows 9abf6cf 'Convert dataset to Parquet "
+            "(#1)' (the head), eecb78e, cb4cc8e and 8e183f7; the full ids seen (eecb78ea..., cb4cc8ea...) are from "
+            "before the conversion and hold the loading script stanford_cars.py, which the installed datasets "
+            "does not run. "
             "Parquet train 8,144 / test 8,041, ClassLabel in devkit order (names with years, first ones "
             "checked on its loading script). The reference drops the year (label[:-5]), so 7 pairs of "
             "classes share a prompt (e.g. 'audi s4 sedan'); kept as the default. It replaces '_' and "
@@ -791,8 +918,25 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         hub_verified=True,
         split_sizes=(("train", 262_144), ("valid", 32_768), ("test", 32_768)),
         reference_images=32_768,
-        fare_source=_wds("vtab-pcam", 2, 32_768, "Viewer: train 262k / test 32.8k rows."),
+        fare_source=_wds(
+            "vtab-pcam", 2, 32_768, "Viewer: train 262k / test 32.8k rows.",
+            revision="502695fe1a141108650e3c5b91c8b5e0ff84ed49",
+            pin=(
+                "Pinned 502695f ('Initial upload', the head of main: " + _HF + "clip-benchmark/wds_vtab-pcam/"
+                "commits/main; tree/main/test lists 0.tar .. 6.tar at 502695f, classnames.txt 57 B = the shipped "
+                "list's 57 bytes); the full id is in the __url__ column of the Dataset Viewer, " + _HF
+                + "clip-benchmark/wds_vtab-pcam (hf://datasets/clip-benchmark/wds_vtab-pcam@"
+                "502695fe1a141108650e3c5b91c8b5e0ff84ed49/train/0.tar, columns cls and webp)."
+            ),
+        ),
+        hub_revision="8ff7722f940cda330670d47f5b72283b9b5a2083",
         notes=(
+            "Pinned 8ff7722 ('Update README.md', 21 commits): " + _HF + "1aurent/PatchCamelyon/tree/"
+            "8ff7722f940cda330670d47f5b72283b9b5a2083 lists data/ (last changed by the upload of "
+            "data/test-00001-of-00002-3bfa172e8818685a.parquet) and README.md; the head of main, e4bd149 (tree/main, "
+            "23 commits, full id not seen), shows the same last change of data/; tree/0f301aae27e3ee9425f63f7dd862168"
+            "032be3371/data lists test-00000-of-00002-bb04e6313f58efa0.parquet and test-00001-of-00002-3bfa172e8818"
+            "685a.parquet. "
             "Card: label is a bool (True = tumour; cast to int), splits train 262,144 / valid 32,768 / "
             "test 32,768, images 96x96. The data names no classes, so only the labels' values (0 and 1, "
             "both present) are checked: count only. TGA uses the reference's two fixed prompts, "
@@ -818,8 +962,14 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
         reference_images=50_000,
         fare_source=_wds(
             "imagenet1k", 1000, 50_000, "", hub_check="positional",
+            pin=(
+                "Not pinned: only parquet-converter commits of refs/convert/parquet were seen (" + _HF
+                + "clip-benchmark/wds_imagenet1k/tree/efc00157834138fa0628ab9dd44233edffeda7a4 and others, trees "
+                "holding default/), no commit of main; the viewer converted train 45.2k / test 37.2k rows only."
+            ),
         ),
         notes=(
+            "Not pinned: no stored page of ILSVRC/imagenet-1k was found. "
             "Gated (accept the licence, pass a token). The card itself could not be read here, nor "
             "whether the repo now serves parquet; its ClassLabel is the standard synset order "
             "('tench, Tinca tinca', ...), compared by first synonym. If it cannot be loaded, "
@@ -851,8 +1001,18 @@ _SPECS: tuple[BenchmarkDataset, ...] = (
             "Viewer: one split test (only 15.8k rows converted, the repo being large); CLIP_benchmark's "
             "sun397 ignores the split and exports all of torchvision SUN397, so test should hold all "
             "108,754 images (not confirmed).",
+            revision="a1bd6dd6591442545a21ef5de31f40d2b5cf5b15",
+            pin=(
+                "Pinned a1bd6dd ('Initial upload', the head of main: " + _HF + "clip-benchmark/wds_sun397/commits/"
+                "main; tree/main: test/ only, classnames.txt 5.12 kB for the shipped list's 5,120 bytes, "
+                "test/nshards.txt = 40); the full id is in the __url__ column of the Dataset Viewer, " + _HF
+                + "clip-benchmark/wds_sun397 (hf://datasets/clip-benchmark/wds_sun397@"
+                "a1bd6dd6591442545a21ef5de31f40d2b5cf5b15/test/0.tar)."
+            ),
         ),
         notes=(
+            "Not pinned: only the viewer was seen (" + _HF + "dpdl-benchmark/sun397/viewer: train 76.1k / "
+            "validation 10.9k / test 21.8k), no tree or commits page. "
             "Card: parquet, ClassLabel of all 397 SUN397 classes as '/a/abbey' .. (ClassName.txt paths, "
             "matched by name after dropping the '/x/' prefix); viewer train 76.1k / validation 10.9k / "
             "test 21.8k = TFDS sun397/tfds (76,128 / 10,875 / 21,750, tensorflow_datasets sun.py). TGA: "
