@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -77,12 +79,58 @@ def test_a_huge_learning_rate_never_saves_nan_weights(tiny_clip, saved_dataset, 
         assert finite(Path(ckpt) / "model.safetensors"), ckpt
 
 
+def _same_weights(a: Path, b: Path) -> bool:
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def _momentum(checkpoint: Path) -> list[torch.Tensor]:
+    state = torch.load(checkpoint / "optimizer.pt", weights_only=True)["state"]
+    return [state[k]["momentum_buffer"] for k in sorted(state)]
+
+
 def test_skip_policy_skips_non_finite_steps_and_counts_them(tiny_clip, saved_dataset, tmp_path, nan_at_step_two):
     out = tmp_path / "skip"
     main(argv(tiny_clip, saved_dataset, out, "--method", "nan_two", "--nonfinite_loss", "skip"))
     assert finite(out / "model.safetensors")
     state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
     assert max(h.get("nonfinite_steps", 0) for h in state["log_history"]) == 1
+    # Step 2 was skipped: neither the weights nor SGD's momentum moved; step 3 trained again.
+    assert _same_weights(out / "checkpoint-1", out / "checkpoint-2")
+    assert all(torch.equal(a, b) for a, b in zip(_momentum(out / "checkpoint-1"), _momentum(out / "checkpoint-2")))
+    assert not _same_weights(out / "checkpoint-2", out / "checkpoint-3")
+
+
+def _two_ranks_nan_on_rank_1(tiny_clip, data, out, *extra) -> subprocess.CompletedProcess:
+    from conftest import free_port
+
+    launcher = Path(__file__).resolve().parent / "nan_on_one_rank.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           str(free_port()), str(launcher),
+                           *argv(tiny_clip, data, out, "--method", "nan_on_rank_1", "--use_cpu", "true", *extra)],
+                          capture_output=True, text=True, env=env, timeout=240)
+
+
+def test_a_non_finite_loss_on_one_process_stops_every_process(tiny_clip, saved_dataset, tmp_path):
+    """Data parallel: the process that meets the NaN and the one that does not stop in the same step
+    with the same error (before, the other waited in the gradient reduction until a timeout)."""
+    out = tmp_path / "ddp_stop"
+    run = _two_ranks_nan_on_rank_1(tiny_clip, saved_dataset, out)
+    assert run.returncode != 0
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error: The loss became non-finite")]
+    assert len(errors) == 2 and all("at step 2 on 1 of 2 processes" in e for e in errors), run.stderr[-3000:]
+    assert "Connection closed by peer" not in run.stderr  # no process died under another
+    assert finite(out / "checkpoint-1" / "model.safetensors") and not (out / "model.safetensors").exists()
+
+
+def test_a_non_finite_loss_on_one_process_is_skipped_by_every_process(tiny_clip, saved_dataset, tmp_path):
+    out = tmp_path / "ddp_skip"
+    run = _two_ranks_nan_on_rank_1(tiny_clip, saved_dataset, out, "--nonfinite_loss", "skip")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert _same_weights(out / "checkpoint-1", out / "checkpoint-2")  # no process applied step 2
+    assert not _same_weights(out / "checkpoint-2", out / "checkpoint-3")
+    assert finite(out / "model.safetensors")
 
 
 def test_sigterm_finishes_the_step_saves_a_checkpoint_and_resumes(tiny_clip, saved_dataset, tmp_path):

@@ -260,8 +260,9 @@ class RobustTrainingConfig(TrainingArguments):
         default="stop",
         metadata={
             "help": "A step whose loss is NaN or infinite: 'stop' the run there (before the update; the weights "
-            "stay finite and the last checkpoint is kept) or 'skip' the step (no gradient from that batch; counted "
-            "as nonfinite_steps in the logs; single process only)."
+            "stay finite and the last checkpoint is kept) or 'skip' the step (the update of its accumulation window is "
+            "dropped: weights and optimizer state stay as they were; counted as nonfinite_steps in the logs). With "
+            "several processes, all of them stop or skip together (not supported under DeepSpeed)."
         },
     )
     overwrite_output_dir: bool = field(

@@ -81,6 +81,10 @@ class RobustCLIPTrainer(Trainer):
         self._metric_sums: torch.Tensor | None = None  # running sums on the device, read when logging
         self._metric_count = 0
         self._skipped_steps = 0
+        self._skip_update = False  # a micro-batch of this accumulation window had a non-finite loss
+        if args.nonfinite_loss == "skip" and self.is_deepspeed_enabled:
+            raise UserError("--nonfinite_loss skip is not supported under DeepSpeed (its engine owns the gradients "
+                            "and the update); use the default --nonfinite_loss stop.")
         # We scale the loss for gradient accumulation ourselves (see compute_loss), from the number of
         # samples in the accumulation window, which the Trainer counts when this flag is set.
         self.model_accepts_loss_kwargs = True
@@ -171,27 +175,54 @@ class RobustCLIPTrainer(Trainer):
         loss = out.mean_part * mean_scale
         if out.sum_part is not None:
             loss = loss + out.sum_part * self.accelerator.num_processes
-        if not torch.isfinite(loss.detach()).all():
-            loss = self._non_finite(loss, out)
+        bad_processes = self._non_finite_processes(loss)
+        if bad_processes:
+            loss = self._non_finite(loss, out, enc, bad_processes)
 
         self._record(out, labels, method.accuracy_name)
         return (loss, enc) if return_outputs else loss
 
-    def _non_finite(self, loss: torch.Tensor, out) -> torch.Tensor:
-        """Stop (default) or skip a step whose loss is NaN or infinite, before any update."""
+    def _non_finite_processes(self, loss: torch.Tensor) -> int:
+        """How many processes have a NaN or infinite loss in this micro-batch. Every process learns
+        the same count (one small all-reduce), so all of them stop, or all skip, together: a process
+        that stopped or left the backward pass alone would leave the others waiting in theirs."""
+        bad = (~torch.isfinite(loss.detach())).any().to(torch.int32).reshape(1)
+        if self.accelerator.num_processes > 1:
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.SUM)
+        return int(bad.item())
+
+    def _non_finite(self, loss: torch.Tensor, out, enc, bad_processes: int) -> torch.Tensor:
+        """Stop (default) or skip a step whose loss is NaN or infinite on any process, before any update."""
         step = self.state.global_step + 1
-        terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in sorted(out.logs.items()))
+        where = f" on {bad_processes} of {self.accelerator.num_processes} processes" \
+            if self.accelerator.num_processes > 1 else ""
+        local = "" if torch.isfinite(loss.detach()).all() else \
+            " (" + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in sorted(out.logs.items())) + \
+            f"; total {float(loss.detach()):.4g})"
         if self.args.nonfinite_loss == "skip":
             self._skipped_steps += 1
-            logger.warning("Non-finite loss at step %d (%s): step skipped (%d so far).", step, terms,
-                           self._skipped_steps)
-            return torch.zeros((), device=loss.device, requires_grad=True)  # no gradient reaches the weights
+            self._skip_update = True
+            if local or self.accelerator.is_main_process:  # the main process, and each that saw it
+                logger.warning("Non-finite loss at step %d%s%s: step skipped (%d so far).", step, where, local,
+                               self._skipped_steps)
+            return _zero_through(enc)
         raise NonFiniteLossError(
-            f"The loss became non-finite at step {step} ({terms}; total {float(loss.detach()):.4g}) with learning rate "
+            f"The loss became non-finite at step {step}{where}{local} with learning rate "
             f"{self.args.learning_rate}. Training stopped before this step's update; the weights of step {step - 1} "
             "are finite and were not overwritten. Lower --learning_rate (or the loss weights), check the data, or "
             "pass --nonfinite_loss skip to skip such steps."
         )
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """The Trainer's step; after a skipped micro-batch, the gradients of its whole accumulation
+        window are dropped (after the backward pass, so that every process took part in it), and the
+        optimizer leaves every weight and its momentum as they were."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self._skip_update:
+            model.zero_grad(set_to_none=True)
+            if self.accelerator.sync_gradients:  # the window's last micro-batch: the update comes next
+                self._skip_update = False
+        return loss
 
     # --- robust accuracy while training ------------------------------------------------------
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
@@ -312,6 +343,15 @@ class RobustCLIPTrainer(Trainer):
                 f"Checkpoint {resume_from_checkpoint} does not match the model: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}."
             )
+
+
+def _zero_through(enc) -> torch.Tensor:
+    """A loss of exactly 0 whose backward still runs through the model's output, so that data
+    parallel engines reduce gradients on every process as usual (the gradients are then dropped).
+    ``torch.where`` keeps the value finite when the output is not."""
+    parts = [t for t in (enc.embeds, enc.tokens, enc.attentions) if t is not None and t.requires_grad]
+    total = sum(t.float().sum() for t in parts)
+    return torch.where(torch.isfinite(total), total, torch.zeros_like(total)) * 0.0
 
 
 def keep_frozen_parts_whole(accelerator, model: ZeroShotCLIP) -> None:
