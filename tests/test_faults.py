@@ -5,6 +5,7 @@ saved, and nothing finished is lost."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -95,6 +96,8 @@ def test_skip_policy_skips_non_finite_steps_and_counts_them(tiny_clip, saved_dat
     assert finite(out / "model.safetensors")
     state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
     assert max(h.get("nonfinite_steps", 0) for h in state["log_history"]) == 1
+    logged = [v for h in state["log_history"] for k, v in h.items() if k.startswith("loss")]
+    assert logged and all(math.isfinite(v) for v in logged)  # the skipped step's NaN is not averaged in
     # Step 2 was skipped: neither the weights nor SGD's momentum moved; step 3 trained again.
     assert _same_weights(out / "checkpoint-1", out / "checkpoint-2")
     assert all(torch.equal(a, b) for a, b in zip(_momentum(out / "checkpoint-1"), _momentum(out / "checkpoint-2")))

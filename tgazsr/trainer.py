@@ -176,10 +176,10 @@ class RobustCLIPTrainer(Trainer):
         if out.sum_part is not None:
             loss = loss + out.sum_part * self.accelerator.num_processes
         bad_processes = self._non_finite_processes(loss)
-        if bad_processes:
+        if bad_processes:  # every process takes this branch in the same step
             loss = self._non_finite(loss, out, enc, bad_processes)
-
-        self._record(out, labels, method.accuracy_name)
+        else:  # a skipped step's NaN terms stay out of the logged means (nonfinite_steps counts it)
+            self._record(out, labels, method.accuracy_name)
         return (loss, enc) if return_outputs else loss
 
     def _non_finite_processes(self, loss: torch.Tensor) -> int:
