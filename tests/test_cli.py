@@ -29,6 +29,10 @@ def test_console_script_and_python_dash_m(tmp_path):
     exe = Path(sys.executable).parent / "tgazsr"
     res = subprocess.run([str(exe), "train", "--help"], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "--train_eps" in res.stdout and "units of 1/255" in res.stdout
+    assert res.stdout.startswith("usage: tgazsr train ")  # the command as typed, not the script's file name
+    res = subprocess.run([sys.executable, "-m", "tgazsr.train", "--help"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("usage: python -m tgazsr.train ")
     res = subprocess.run([sys.executable, "-m", "tgazsr", "evaluate", "--eps", "0.004", "--datasets", "cifar10",
                           "--model_name_or_path", "m"], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr and "1/255" in res.stderr

@@ -61,7 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unknown command {name!r}.{hint}\n\n{usage()}", file=sys.stderr)
         return USAGE_EXIT
     module = importlib.import_module(COMMANDS[name][0])
-    return run_command(module.main, rest)
+    from . import recipes
+
+    recipes.COMMAND = name  # `--help` then reads "usage: tgazsr <name> ..."
+    try:
+        return run_command(module.main, rest)
+    finally:
+        recipes.COMMAND = None
 
 
 if __name__ == "__main__":

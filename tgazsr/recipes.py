@@ -34,6 +34,22 @@ class RecipeError(ValueError, UserError):
     sets a value the settings refuse. The message names the key and says how to fix it."""
 
 
+#: The ``tgazsr`` subcommand being run (set by ``tgazsr.cli``), for the usage line of ``--help``.
+COMMAND: str | None = None
+
+
+def _prog() -> str | None:
+    """The command as typed, for the usage line: ``tgazsr train`` or ``python -m tgazsr.train``."""
+    if COMMAND:
+        return f"tgazsr {COMMAND}"
+    script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    package = os.path.dirname(os.path.abspath(__file__))
+    if script.startswith(package + os.sep) and script.endswith(".py"):
+        module = os.path.relpath(script[:-3], os.path.dirname(package)).replace(os.sep, ".")
+        return f"python -m {module.removesuffix('.__main__')}"
+    return None  # argparse's default: the script's name
+
+
 class _Parser(HfArgumentParser):
     """argparse's own errors (a missing value, a value of the wrong type, an invalid choice) as a
     ``RecipeError``: one line, not the usage of every field followed by the error."""
@@ -261,7 +277,7 @@ def parse_recipe(dataclass_types: Sequence[type], argv: Sequence[str] | None = N
     Keys and flags may be spelled with dashes or underscores; a recipe's ``env:`` block sets
     environment variables; unknown keys and keys given twice are errors."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _Parser(list(dataclass_types))
+    parser = _Parser(list(dataclass_types), prog=_prog())
     valid = _valid_fields(parser)
     recipe_args: list[str] = []
     recipe_path = _take_config(argv)
