@@ -9,8 +9,10 @@ depend on the weights) classifies generated images labelled with its own clean p
 image is attacked (the worst case: a robust model keeps most images standing). ``score_batch`` (the
 harness's own per-batch path) times PGD with ``--pgd_steps`` steps and AutoAttack's 'fare' variant
 with ``--aa_n_iter`` iterations (9 target classes). Per-pass costs are measured; the protocol costs
-are those costs times the passes each protocol needs (PGD: steps + 1 passes per image; APGD-CE:
-n_iter; APGD-T: 9 x n_iter per image that survives APGD-CE), printed as a table.
+are those costs times the passes each protocol needs, read from its evaluation recipe
+(``recipes/eval_tga16.yaml``, ``recipes/eval_fare.yaml``: PGD steps + 1 passes per image; APGD-CE
+n_iter; APGD-T targets x n_iter per image that survives APGD-CE; per budget), times its images, read
+from the registry's expected split sizes (capped at the recipe's ``max_samples``), printed as a table.
 """
 
 from __future__ import annotations
@@ -27,9 +29,43 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-#: Test images of the TGA-ZSR table under tgazsr's registry (docs/datasets.md), and of the FARE report.
-TGA_IMAGES = 345_000
-FARE_IMAGES = 16 * 1000
+RECIPES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes")
+
+
+def protocol_images(recipe: dict) -> tuple[int, list[str]]:
+    """Images an evaluation recipe scores: per dataset, the registry's expected rows of the splits its
+    protocol reads, capped at ``max_samples``; and the datasets whose size the registry does not know
+    (counted as ``max_samples``, or left out without one)."""
+    from tgazsr.data.registry import collection, get_benchmark
+
+    names = [n for entry in recipe["datasets"] for n in (collection(entry) or [entry])]
+    cap, total, unknown = recipe.get("max_samples"), 0, []
+    for name in names:
+        source = get_benchmark(name).source_for(recipe.get("protocol", "tga"))
+        sizes = dict(source.split_sizes or ())
+        rows = sum(sizes[s] for s in source.splits) if all(s in sizes for s in source.splits) else None
+        if rows is None:
+            unknown.append(name)
+            rows = cap or 0
+        total += min(rows, cap) if cap else rows
+    return total, unknown
+
+
+def protocol_passes(recipe: dict) -> int:
+    """Forward + input-backward passes per image, at most (every image attacked by every pass), of a
+    recipe's attacks over its budgets: PGD steps x restarts + 1 clean pass; AutoAttack 'fare': APGD-CE
+    n_iter, then APGD-T targets x n_iter on each survivor."""
+    budgets = len(recipe["eps"])
+    passes = 1  # the clean pass
+    for attack in recipe["attacks"]:
+        if attack == "pgd":
+            passes += budgets * recipe.get("pgd_steps", 10) * recipe.get("pgd_restarts", 1)
+        elif attack == "autoattack" and recipe.get("autoattack_version") == "fare":
+            n_iter, targets = recipe.get("autoattack_n_iter", 100), recipe.get("autoattack_n_target_classes", 9)
+            passes += budgets * recipe.get("autoattack_restarts", 1) * (n_iter + targets * n_iter)
+        else:
+            raise ValueError(f"No pass count for attack {attack!r} ({recipe.get('autoattack_version')}).")
+    return passes
 
 
 def main() -> None:
@@ -93,14 +129,17 @@ def main() -> None:
     if aa_s is not None:
         print(f"| AutoAttack fare (APGD-CE + APGD-T), n_iter {args.aa_n_iter} | {aa_s:.3f} |")
     print()
-    print("| protocol | passes per image (upper bound) | images | hours on this device |")
+    print("| protocol (recipe) | passes per image (upper bound) | images | hours on this device |")
     print("|---|---|---|---|")
-    tga_passes = 100 + 1
-    fare_passes = 100 + 9 * 100
-    print(f"| TGA table, PGD-100 at 1/255 | {tga_passes} | {TGA_IMAGES:,} | "
-          f"{TGA_IMAGES * tga_passes * per_pass / 3600:.1f} |")
-    print(f"| FARE report, AutoAttack at 2/255 and 4/255 | {2 * fare_passes} | {FARE_IMAGES:,} | "
-          f"{FARE_IMAGES * 2 * fare_passes * per_pass / 3600:.1f} |")
+    import yaml
+
+    for title, file in (("TGA table", "eval_tga16.yaml"), ("FARE report", "eval_fare.yaml")):
+        with open(os.path.join(RECIPES, file), encoding="utf-8") as f:
+            recipe = yaml.safe_load(f)
+        images, unknown = protocol_images(recipe)
+        passes = protocol_passes(recipe)
+        note = f" (size unknown, counted as max_samples: {', '.join(unknown)})" if unknown else ""
+        print(f"| {title} (`recipes/{file}`){note} | {passes} | {images:,} | {images * passes * per_pass / 3600:.1f} |")
 
 
 if __name__ == "__main__":
