@@ -101,6 +101,16 @@ def test_card_names_attack_has_citation_versions_and_no_local_path(tiny_clip, sa
     meta = card_metadata(text)
     assert meta["license"] == "mit" and meta["library_name"] == "transformers"
     assert "base_model" not in meta  # a local base model is not a Hub id
+    # ... it is named by its folder and a fingerprint of its files, which does not depend on where it lies
+    from tgazsr.files import local_fingerprint
+
+    moved = tmp_path / "elsewhere" / Path(tiny_clip).name
+    shutil.copytree(tiny_clip, moved)
+    assert local_fingerprint(str(moved), True) == local_fingerprint(tiny_clip, True)
+    assert f"local model `{Path(tiny_clip).name}` (fingerprint `{local_fingerprint(tiny_clip, True)}`" in text
+    assert f"local dataset `mydata` (fingerprint `{local_fingerprint(str(data_copy), False)}`" in text
+    (moved / "model.safetensors").write_bytes(b"x" + (moved / "model.safetensors").read_bytes()[1:])
+    assert local_fingerprint(str(moved), True) != local_fingerprint(tiny_clip, True)  # other weights, same size
     metric = meta["model-index"][0]["results"][0]["metrics"]
     configs = " ".join(str(m.get("config", "")) for m in metric)
     assert "PGD-2" in configs and "samples" in configs and "pgd@1/255" in configs

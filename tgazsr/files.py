@@ -37,3 +37,24 @@ def read_json_object(path: str, error: type[Exception] = ValueError, hint: str =
     if not isinstance(data, dict):
         raise error(f"{path} is not a JSON object.{suffix}")
     return data
+
+
+def local_fingerprint(path: str, read_bytes: bool) -> str:
+    """A short hash naming a local model or dataset without its path (for what is published): the
+    relative names and sizes of its files, and their bytes too when ``read_bytes`` (a model's few
+    files; a dataset folder of many images is named by its listing alone). The same folder copied to
+    another machine gives the same hash."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=6)
+    root = os.path.abspath(os.path.expanduser(path))
+    files = [root] if os.path.isfile(root) else sorted(
+        os.path.join(d, f) for d, _, names in os.walk(root) for f in names)
+    for file in files:
+        rel = os.path.relpath(file, root) if file != root else os.path.basename(root)
+        digest.update(f"{rel}|{os.path.getsize(file)}\n".encode())
+        if read_bytes:
+            with open(file, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()

@@ -13,6 +13,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
 from .errors import UserError
+from .files import local_fingerprint
 
 class HubUnreachable(ValueError, UserError):
     """push_to_hub is set but the Hub does not answer, or the token is not valid."""
@@ -152,8 +153,10 @@ def build_model_card(
         model_name=model_name if evals else None,
         eval_results=evals or None,
     )
-    base_text = f"local model `{public_name(base_model)}`" if local_base else f"[`{base_model}`](https://huggingface.co/{base_model})"
-    data_text = f"local dataset `{public_name(dataset)}`" if local_data else f"`{dataset}`"
+    base_text = (f"local model `{public_name(base_model)}` (fingerprint `{local_fingerprint(base_model, True)}` of its "
+                 "files' names and bytes)") if local_base else f"[`{base_model}`](https://huggingface.co/{base_model})"
+    data_text = (f"local dataset `{public_name(dataset)}` (fingerprint `{local_fingerprint(dataset, False)}` of its "
+                 "files' names and sizes)") if local_data else f"`{dataset}`"
     paper = method_def.paper
     paper_ref = f" ([{paper.title}]({paper.url}), {paper.venue})" if paper else ""
     rows = "\n".join(f"| `{k}` | `{public_name(getattr(v, 'value', v))}` |" for k, v in hyperparameters.items())
