@@ -39,27 +39,15 @@ def _rss_bytes() -> int:
 
 def one(args) -> dict:
     """Build, warm up, measure one step; return the figure (bytes)."""
-    from conftest import make_hf_dataset
-    from train_step import build_model
+    from train_step import bench_trainer
 
-    from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
     from tgazsr.data import collate
-    from tgazsr.recipes import parse_recipe
-    from tgazsr.train import build_trainer
 
     gpu = torch.cuda.is_available()
-    names = [f"class {i}" for i in range(args.num_classes)]
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = build_model(os.path.join(tmp, "clip"), args.arch)
-        data_dir = os.path.join(tmp, "data")
-        make_hf_dataset(args.batch_size, class_names=names).save_to_disk(data_dir)
-        model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), [
-            os.path.join(HERE, "..", "recipes", f"{args.method}.yaml"), "--model_name_or_path", model_dir,
-            "--dataset_name", data_dir, "--output_dir", os.path.join(tmp, "out"), "--use_cpu", str(not gpu).lower(),
-            "--fp16", "false", "--eval_split", "", "--report_to", "none", "--dataloader_num_workers", "0",
-            "--activation_checkpointing", str(args.activation_checkpointing).lower(),
-        ])
-        trainer, train, _ = build_trainer(model_args, data_args, cfg)
+        trainer, train, _ = bench_trainer(tmp, args.arch, args.method, args.num_classes, args.batch_size,
+                                          "--fp16", "false", "--activation_checkpointing",
+                                          str(args.activation_checkpointing).lower())
         model = trainer.model
         if args.activation_checkpointing:
             model.activation_checkpointing_enable()

@@ -74,31 +74,44 @@ def build_model(directory: str, arch: str) -> str:
     return directory
 
 
+def bench_trainer(tmp: str, arch: str, method: str, num_classes: int, images: int, *flags: str):
+    """``build_trainer`` as ``tgazsr train`` builds it from ``recipes/<method>.yaml``, on a random CLIP
+    of ``arch`` and ``images`` generated images of ``num_classes`` classes saved in ``tmp``, on the
+    GPU when there is one; ``flags`` override the recipe. Returns (trainer, train data, tokenizer)."""
+    from conftest import make_hf_dataset
+
+    from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
+    from tgazsr.recipes import parse_recipe
+    from tgazsr.train import build_trainer
+
+    model_dir = build_model(os.path.join(tmp, "clip"), arch)
+    data_dir = os.path.join(tmp, "data")
+    make_hf_dataset(images, class_names=[f"class {i}" for i in range(num_classes)]).save_to_disk(data_dir)
+    recipe = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes", f"{method}.yaml")
+    parsed = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), [
+        recipe, "--model_name_or_path", model_dir, "--dataset_name", data_dir, "--output_dir", os.path.join(tmp, "out"),
+        "--use_cpu", str(not torch.cuda.is_available()).lower(), "--eval_split", "", "--report_to", "none",
+        "--dataloader_num_workers", "0", *flags])
+    return build_trainer(*parsed)
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else \
+        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
 def ratio(args) -> float:
     """Time tgazsr's step and the reference-structured step on one model and batch; print both."""
     import statistics
 
-    from conftest import make_hf_dataset
     from reference_step import GradFrozen, reference_step
 
-    from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
     from tgazsr.data import collate
-    from tgazsr.recipes import parse_recipe
-    from tgazsr.train import build_trainer
 
-    use_cpu = not torch.cuda.is_available()
-    names = [f"class {i}" for i in range(args.num_classes)]
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = build_model(os.path.join(tmp, "clip"), args.arch)
-        data_dir = os.path.join(tmp, "data")
-        make_hf_dataset(args.batch_size, class_names=names).save_to_disk(data_dir)
-        model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), [
-            os.path.join(os.path.dirname(__file__), "..", "recipes", "tga_zsr.yaml"), "--model_name_or_path",
-            model_dir, "--dataset_name", data_dir, "--output_dir", os.path.join(tmp, "out"), "--use_cpu",
-            str(use_cpu).lower(), "--fp16", "false", "--eval_split", "", "--report_to", "none",
-            "--train_numsteps", str(args.pgd_steps), "--dataloader_num_workers", "0",
-        ])
-        trainer, train, tokenizer = build_trainer(model_args, data_args, cfg)
+        trainer, train, tokenizer = bench_trainer(tmp, args.arch, "tga_zsr", args.num_classes, args.batch_size,
+                                                  "--fp16", "false", "--train_numsteps", str(args.pgd_steps))
+        cfg, prompt_template = trainer.args, trainer.recipe["data"]["prompt_template"]
         model = trainer.model
         device = next(model.parameters()).device
         batch = collate([train.dataset[i] for i in range(args.batch_size)])
@@ -120,7 +133,7 @@ def ratio(args) -> float:
 
         def theirs():
             with autocast:
-                reference_step(model, frozen, tokenizer, train.class_names, data_args.prompt_template,
+                reference_step(model, frozen, tokenizer, train.class_names, prompt_template,
                                batch["pixel_values"], batch["labels"], cfg)
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -144,10 +157,8 @@ def ratio(args) -> float:
             times = [timed(fn) for _ in range(args.steps)]
             mem = f"{torch.cuda.max_memory_allocated() / 2**30:.2f}" if torch.cuda.is_available() else "n/a"
             results[name] = (statistics.median(times), mem)
-        device_name = torch.cuda.get_device_name() if not use_cpu else \
-            f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
         print(f"<!-- {args.arch}, {args.num_classes} classes, PGD-{args.pgd_steps}, batch {args.batch_size}, "
-              f"{args.precision}, {device_name}, torch {torch.__version__}, median of {args.steps} steps -->")
+              f"{args.precision}, {device_name()}, torch {torch.__version__}, median of {args.steps} steps -->")
         print("| step | s/step | images/s | peak GPU memory (GiB) |")
         print("|---|---|---|---|")
         for name, (sec, mem) in results.items():
@@ -158,12 +169,7 @@ def ratio(args) -> float:
 
 
 def main():
-    from conftest import make_hf_dataset
-
-    from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
     from tgazsr.methods import METHODS
-    from tgazsr.recipes import parse_recipe
-    from tgazsr.train import build_trainer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="vit-b-32", choices=sorted(ARCHS))
@@ -185,29 +191,19 @@ def main():
     if not args.all_methods:
         ratio(args)
         return
-    recipes = os.path.join(os.path.dirname(__file__), "..", "recipes")
-    use_cpu = not torch.cuda.is_available()
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = build_model(os.path.join(tmp, "clip"), args.arch)
-        data_dir = os.path.join(tmp, "data")
-        make_hf_dataset(args.batch_size * (args.steps + 1), class_names=[f"class {i}" for i in range(200)]).save_to_disk(data_dir)
-        device = torch.cuda.get_device_name() if not use_cpu else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-        print(f"| method | images/s | s/step | peak GPU memory (GiB) |  <!-- {args.arch}, batch {args.batch_size}, {args.precision}"
-              f"{', compiled' if args.compile else ''}{', activation checkpointing' if args.activation_checkpointing else ''}"
-              f", {device}, torch {torch.__version__} -->")
-        print("|---|---|---|---|")
-        for method in args.methods:
-            model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), [
-                os.path.join(recipes, f"{method}.yaml"), "--model_name_or_path", model_dir, "--dataset_name", data_dir,
-                "--output_dir", os.path.join(tmp, "out"), "--max_steps", str(args.steps + 1),
-                "--per_device_train_batch_size", str(args.batch_size), "--fp16", str(args.precision == "fp16").lower(),
-                "--bf16", str(args.precision == "bf16").lower(), "--torch_compile", str(args.compile).lower(),
-                "--activation_checkpointing", str(args.activation_checkpointing).lower(),
-                "--use_cpu", str(use_cpu).lower(), "--save_strategy", "no", "--logging_steps", "1000",
-                "--dataloader_num_workers", "0", "--eval_max_samples", "0", "--report_to", "none",
-                "--disable_tqdm", "true",
-            ])
-            trainer, _, _ = build_trainer(model_args, data_args, cfg)
+    print(f"| method | images/s | s/step | peak GPU memory (GiB) |  <!-- {args.arch}, batch {args.batch_size}, {args.precision}"
+          f"{', compiled' if args.compile else ''}{', activation checkpointing' if args.activation_checkpointing else ''}"
+          f", {device_name()}, torch {torch.__version__} -->")
+    print("|---|---|---|---|")
+    for method in args.methods:
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer, _, _ = bench_trainer(
+                tmp, args.arch, method, args.num_classes, args.batch_size * (args.steps + 1),
+                "--max_steps", str(args.steps + 1), "--per_device_train_batch_size", str(args.batch_size),
+                "--fp16", str(args.precision == "fp16").lower(), "--bf16", str(args.precision == "bf16").lower(),
+                "--torch_compile", str(args.compile).lower(),
+                "--activation_checkpointing", str(args.activation_checkpointing).lower(), "--save_strategy", "no",
+                "--logging_steps", "1000", "--eval_max_samples", "0", "--disable_tqdm", "true")
             times = []
 
             from transformers import TrainerCallback
