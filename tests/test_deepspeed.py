@@ -2,7 +2,8 @@
 with ``accelerate_configs/deepspeed_zero2.yaml``), gives the update of one process with the whole
 batch, and the output directory is one plain CLIPModel.
 
-ZeRO-3 is not run: tgazsr does not train under it yet (see docs/scaling.md)."""
+ZeRO-3, the DeepSpeed release that cannot start an engine on a CLIP and the skip policy for
+non-finite losses are refused when the recipe is parsed, before anything is loaded."""
 
 from __future__ import annotations
 
@@ -36,3 +37,27 @@ def test_zero2_two_processes_match_one_process(tiny_clip, saved_dataset, one_pro
     model, info = CLIPModel.from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info
     assert not [name for name in os.listdir(out) if name.startswith("global_step") or name == "latest"]
+
+
+@pytest.mark.parametrize("stage, version, skip, message", [
+    (3, "0.19.7", False, "DeepSpeed ZeRO-3 is not supported.*accelerate_configs/fsdp.yaml"),
+    (2, "0.19.8", False, r"DeepSpeed 0.19.8 cannot start its engine.*pip install 'deepspeed>=0.19.7,!=0.19.8'"),
+    (2, "0.19.7", True, "nonfinite_loss = 'skip' is not supported under DeepSpeed"),
+])
+def test_what_deepspeed_cannot_do_is_refused_at_parse_time(stage, version, skip, message, tiny_clip,
+                                                           saved_dataset, tmp_path, monkeypatch):
+    """As `accelerate launch --config_file <a DeepSpeed config>` sets the environment."""
+    import importlib.metadata
+
+    from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
+    from tgazsr.recipes import RecipeError, parse_recipe
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", str(stage))
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: version if name == "deepspeed" else real_version(name))
+    args = _args(tiny_clip, saved_dataset, tmp_path / "out", 4) + (["--nonfinite_loss", "skip"] if skip else [])
+    with pytest.raises(RecipeError, match=message):
+        parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), args)
+    assert not (tmp_path / "out").exists()

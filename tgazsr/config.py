@@ -371,6 +371,8 @@ def training_problems(cfg: RobustTrainingConfig, data_args: DataArguments | None
     strategy = str(getattr(cfg.eval_strategy, "value", cfg.eval_strategy))
     if cfg.fsdp and strategy != "no":
         problems.append(fsdp_eval_problem(strategy))
+    if getattr(cfg, "deepspeed_plugin", None) is not None:  # `accelerate launch` with a DeepSpeed config, or --deepspeed
+        problems.extend(deepspeed_problems(cfg.deepspeed_plugin.zero_stage, cfg.nonfinite_loss))
     if cfg.eval_attack_steps < 1 and evaluation_requested(data_args, cfg):
         where = "eval_datasets" if cfg.eval_datasets else f"eval_split {data_args.eval_split!r}"
         problems.append(
@@ -389,6 +391,39 @@ def fsdp_eval_problem(strategy: str, engine: str = "FSDP") -> str:
         "while training (accelerate_configs/ddp.yaml), or set --eval_strategy no and evaluate the saved checkpoints "
         f"with `tgazsr evaluate` (the final benchmark on eval_datasets scores the saved model and runs under {engine})."
     )
+
+
+#: DeepSpeed releases that cannot start an engine on CLIP: 0.19.8 broadcasts every parameter viewed as
+#: bytes, which fails on the 0-dim logit_scale ("self.dim() cannot be 0 to view Float as Byte").
+BROKEN_DEEPSPEED = ("0.19.8",)
+
+
+def deepspeed_problems(zero_stage: int, nonfinite_loss: str) -> list[str]:
+    """What a DeepSpeed run cannot do here, each with its fix."""
+    import importlib.metadata
+
+    problems = []
+    if zero_stage == 3:
+        problems.append(
+            "DeepSpeed ZeRO-3 is not supported: it partitions the frozen text tower and CLIP's logit scale, which "
+            "tgazsr reads outside the engine's forward pass (the class embeddings are computed once, before "
+            "training; the logits scale every step). To shard the trained weights use FSDP2 "
+            "(accelerate_configs/fsdp.yaml); ZeRO-2 (accelerate_configs/deepspeed_zero2.yaml) shards the optimizer "
+            "state and gradients."
+        )
+    try:
+        version = importlib.metadata.version("deepspeed")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    if version in BROKEN_DEEPSPEED:
+        problems.append(
+            f"DeepSpeed {version} cannot start its engine on a CLIP: it broadcasts every parameter viewed as bytes, "
+            "which fails on the 0-dim logit_scale. Install another release: pip install 'deepspeed>=0.19.7,!=0.19.8'."
+        )
+    if nonfinite_loss == "skip":
+        problems.append("nonfinite_loss = 'skip' is not supported under DeepSpeed (its engine owns the gradients and "
+                        "the update); use the default --nonfinite_loss stop.")
+    return problems
 
 
 def validate(model_args: ModelArguments, data_args: DataArguments, cfg: RobustTrainingConfig) -> None:

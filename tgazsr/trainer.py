@@ -64,12 +64,10 @@ class RobustCLIPTrainer(Trainer):
     ):
         super().__init__(model=model, args=args, **kwargs)
         self.method = method
-        zero3 = self.is_deepspeed_enabled and getattr(self.accelerator.state.deepspeed_plugin, "zero_stage", 0) == 3
-        if (self.is_fsdp_enabled or zero3) and isinstance(self.eval_dataset, HeldOutSets):
+        if self.is_fsdp_enabled and isinstance(self.eval_dataset, HeldOutSets):
             from .config import fsdp_eval_problem  # the engine came from `accelerate launch`, not from the recipe
 
-            strategy = str(getattr(args.eval_strategy, "value", args.eval_strategy))
-            raise UserError(fsdp_eval_problem(strategy, "FSDP" if self.is_fsdp_enabled else "DeepSpeed ZeRO-3"))
+            raise UserError(fsdp_eval_problem(str(getattr(args.eval_strategy, "value", args.eval_strategy))))
         if self.is_fsdp_enabled:
             keep_frozen_parts_whole(self.accelerator, model)
         self.ref_model = self.accelerator.prepare_model(reference, evaluation_mode=True)
@@ -82,9 +80,6 @@ class RobustCLIPTrainer(Trainer):
         self._metric_count = 0
         self._skipped_steps = 0
         self._skip_update = False  # a micro-batch of this accumulation window had a non-finite loss
-        if args.nonfinite_loss == "skip" and self.is_deepspeed_enabled:
-            raise UserError("--nonfinite_loss skip is not supported under DeepSpeed (its engine owns the gradients "
-                            "and the update); use the default --nonfinite_loss stop.")
         # We scale the loss for gradient accumulation ourselves (see compute_loss), from the number of
         # samples in the accumulation window, which the Trainer counts when this flag is set.
         self.model_accepts_loss_kwargs = True
