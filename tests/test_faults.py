@@ -104,6 +104,16 @@ def test_skip_policy_skips_non_finite_steps_and_counts_them(tiny_clip, saved_dat
     assert not _same_weights(out / "checkpoint-2", out / "checkpoint-3")
 
 
+def test_skip_drops_the_whole_accumulation_window(tiny_clip, saved_dataset, tmp_path, nan_at_step_two):
+    """The NaN is the second micro-batch of step 1's window: the first micro-batch's gradient goes too,
+    so step 1 leaves the base weights as they were, and step 2 trains."""
+    out = tmp_path / "skip_window"
+    main(argv(tiny_clip, saved_dataset, out, "--method", "nan_two", "--nonfinite_loss", "skip",
+              "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2", "--max_steps", "2"))
+    assert _same_weights(Path(tiny_clip), out / "checkpoint-1")
+    assert not _same_weights(out / "checkpoint-1", out / "checkpoint-2")
+
+
 def _two_ranks_nan_on_rank_1(tiny_clip, data, out, *extra) -> subprocess.CompletedProcess:
     from conftest import free_port
 
