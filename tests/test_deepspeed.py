@@ -58,6 +58,15 @@ def test_what_deepspeed_cannot_do_is_refused_at_parse_time(stage, version, skip,
     monkeypatch.setattr(importlib.metadata, "version",
                         lambda name: version if name == "deepspeed" else real_version(name))
     args = _args(tiny_clip, saved_dataset, tmp_path / "out", 4) + (["--nonfinite_loss", "skip"] if skip else [])
-    with pytest.raises(RecipeError, match=message):
+    with pytest.raises(RecipeError, match=message) as refused:
         parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), args)
     assert not (tmp_path / "out").exists()
+    # The parsed arguments registered DeepSpeed's config globally (a weak reference): once they are gone,
+    # later tests must not load models as under ZeRO-3.
+    import gc
+
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    del refused
+    gc.collect()
+    assert not is_deepspeed_zero3_enabled()
