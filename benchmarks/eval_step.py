@@ -90,6 +90,7 @@ def main() -> None:
     n = args.images or batch
     device = torch.device("cuda" if gpu else "cpu")
     with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)  # the same random model each run: AutoAttack's work depends on which images survive
         model_dir = build_model(os.path.join(tmp, "clip"), args.arch)
         model, tokenizer, _ = load_model(EvalArguments(model_name_or_path=model_dir), device)
         names = [f"class {i}" for i in range(args.num_classes)]
