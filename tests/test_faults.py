@@ -19,9 +19,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import merge_flags
-from tgazsr import losses
+from nan_on_one_rank import nan_method
 from tgazsr.checkpoints import CheckpointError, complete_checkpoints, resolve_resume
-from tgazsr.methods import LossOutput, Method, register_method, unregister_method
+from tgazsr.methods import register_method, unregister_method
 from tgazsr.train import Preempted, RunFailed, main
 from tgazsr.trainer import NonFiniteLossError
 
@@ -44,19 +44,8 @@ def finite(path) -> bool:
 
 @pytest.fixture
 def nan_at_step_two():
-    """A method whose loss is NaN on its second call (deterministic, unlike a huge learning rate)."""
-    calls = []
-
-    def loss(view, cfg):
-        calls.append(1)
-        logits = view.logits_fn(view.clean.embeds)
-        ce = losses.cross_entropy(logits, view.labels)
-        if len(calls) == 2:
-            ce = ce * float("nan")
-        return LossOutput(ce, None, {"loss_ce": ce}, logits)
-
-    register_method(Method(name="nan_two", title="NaN", description="test", loss=loss, adversarial=False,
-                           attack_objective=None, uses_clean=True, loss_terms=("loss_ce",)))
+    """A method whose loss is NaN on its second call."""
+    register_method(nan_method("nan_two", on_call=2))
     yield
     unregister_method("nan_two")
 

@@ -384,12 +384,12 @@ def training_problems(cfg: RobustTrainingConfig, data_args: DataArguments | None
     return problems
 
 
-def fsdp_eval_problem(strategy: str, engine: str = "FSDP") -> str:
+def fsdp_eval_problem(strategy: str) -> str:
     return (
-        f"eval_strategy = {strategy!r} with {engine}: sharded weights need every process in every forward pass, and the "
+        f"eval_strategy = {strategy!r} with FSDP: sharded weights need every process in every forward pass, and the "
         "evaluation's attacks give each process its own number of passes. Use data parallel for robust accuracy "
         "while training (accelerate_configs/ddp.yaml), or set --eval_strategy no and evaluate the saved checkpoints "
-        f"with `tgazsr evaluate` (the final benchmark on eval_datasets scores the saved model and runs under {engine})."
+        "with `tgazsr evaluate` (the final benchmark on eval_datasets scores the saved model and runs under FSDP)."
     )
 
 
