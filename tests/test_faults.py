@@ -120,8 +120,9 @@ def test_a_non_finite_loss_on_one_process_stops_every_process(tiny_clip, saved_d
     out = tmp_path / "ddp_stop"
     run = _two_ranks_nan_on_rank_1(tiny_clip, saved_dataset, out)
     assert run.returncode != 0
-    errors = [line for line in run.stderr.splitlines() if line.startswith("error: The loss became non-finite")]
-    assert len(errors) == 2 and all("at step 2 on 1 of 2 processes" in e for e in errors), run.stderr[-3000:]
+    # both processes say it (their stderr lines may interleave with each other and with progress bars)
+    assert run.stderr.count("error: The loss became non-finite") == 2, run.stderr[-3000:]
+    assert run.stderr.count("error: The loss became non-finite at step 2 on 1 of 2 processes") == 2
     assert "Connection closed by peer" not in run.stderr  # no process died under another
     assert finite(out / "checkpoint-1" / "model.safetensors") and not (out / "model.safetensors").exists()
 
