@@ -207,13 +207,13 @@ def test_adversarial_method_with_zero_budget(tiny_clip, saved_dataset, tmp_path,
 def test_max_steps_zero(tiny_clip, saved_dataset, tmp_path, capsys):
     out = tmp_path / "out"
     train_fails(tiny_train_args(tiny_clip, saved_dataset, out, "--max_steps", "0"), capsys, out,
-                "max_steps = 0 would train nothing", "-1 (the default)")
+                "max_steps = 0 is out of range", "0 would train nothing", "-1 (the default)")
 
 
 def test_negative_learning_rate(tiny_clip, saved_dataset, tmp_path, capsys):
     out = tmp_path / "out"
     train_fails([*tiny_train_args(tiny_clip, saved_dataset, out), "--learning_rate=-1e-4"], capsys, out,
-                "learning_rate = -0.0001 is negative", "positive value")
+                "learning_rate = -0.0001 is out of range", "positive value")
 
 
 def test_end_of_training_evaluation_without_attack_steps(tiny_clip, saved_dataset, tmp_path, capsys):
@@ -229,7 +229,7 @@ def test_end_of_training_evaluation_without_attack_steps(tiny_clip, saved_datase
 def test_negative_eval_max_samples(tiny_clip, saved_dataset, tmp_path, capsys):
     out = tmp_path / "out"
     train_fails(tiny_train_args(tiny_clip, saved_dataset, out, "--eval_max_samples", "-1"), capsys, out,
-                "eval_max_samples = -1 is negative", "or 0")
+                "eval_max_samples = -1 is out of range", "or 0")
 
 
 def test_several_problems_are_listed_together(tiny_clip, saved_dataset, tmp_path, capsys):
@@ -269,7 +269,7 @@ def test_prompt_template_without_a_class_slot(tiny_clip, saved_dataset, tmp_path
 def test_unknown_method(tiny_clip, saved_dataset, tmp_path, capsys):
     out = tmp_path / "out"
     train_fails([*tiny_train_args(tiny_clip, saved_dataset, out), "--method", "tga"], capsys, out,
-                "Invalid --method", "Unknown method 'tga'", "Did you mean tga_zsr")
+                "Invalid --method", "Unknown method 'tga'", "Did you mean 'tga_zsr'")
 
 
 # --- model folders ----------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def test_a_method_defined_in_a_test_trains_two_steps(toy_method, tiny_clip, save
 
 
 def test_unknown_method_names_the_registered_ones():
-    with pytest.raises(ValueError, match="Did you mean tga_zsr"):
+    with pytest.raises(ValueError, match="Did you mean 'tga_zsr'"):
         RobustTrainingConfig(output_dir="x", method="tga_zrs", use_cpu=True)
     assert list(METHODS)[-2:] == ["tga_zsr", "comp_tga"]
 

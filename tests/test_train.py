@@ -109,7 +109,7 @@ def test_unknown_keys_are_named_with_suggestions(tmp_path):
         parse([str(RECIPES / "tga_zsr.yaml"), "--learning_rat", "1"])
     with pytest.raises(RecipeError, match="does not exist"):
         parse([str(tmp_path / "missing.yaml")])
-    with pytest.raises(ValueError, match="Did you mean tga_zsr"):
+    with pytest.raises(ValueError, match="Did you mean 'tga_zsr'"):
         parse([str(RECIPES / "tga_zsr.yaml"), "--method", "tga_zrs"])
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(RecipeError, match="mapping"):

@@ -18,6 +18,7 @@ from .methods import METHODS, get_method
 from .modeling import PIXEL_NORMALIZATIONS
 from .objectives import OBJECTIVES
 from .errors import budget_unit_problem
+from .limits import Limits, declare_limits, problems as limit_problems, with_limits_in_help
 from .recipes import RecipeError, raise_problems
 
 
@@ -58,6 +59,7 @@ class ModelArguments:
     )
 
     def __post_init__(self):
+        raise_problems(limit_problems(self))
         if self.pixel_normalization not in PIXEL_NORMALIZATIONS:
             raise RecipeError(
                 f"pixel_normalization = {self.pixel_normalization!r}: choose one of {', '.join(PIXEL_NORMALIZATIONS)} "
@@ -127,7 +129,7 @@ class DataArguments:
     )
 
     def __post_init__(self):
-        raise_problems(self.problems())
+        raise_problems(limit_problems(self) or self.problems())
 
     def problems(self) -> list[str]:
         """What is wrong with these settings alone (empty: nothing)."""
@@ -283,6 +285,14 @@ class RobustTrainingConfig(TrainingArguments):
     def __post_init__(self):
         if isinstance(self.fsdp, str) and self.fsdp.strip().lower() in ("true", "false"):
             self.fsdp = self.fsdp.strip().lower() == "true"  # `fsdp: true` in a recipe, `--fsdp true` on the command line
+        bad = limit_problems(self)  # declared limits first: the checks below assume valid values
+        if bad:
+            named = {p.split(" = ", 1)[0] for p in bad}
+            try:  # the recipe's other problems too, all in one message
+                bad += [p for p in training_problems(self) if p.split(" = ", 1)[0] not in named]
+            except Exception:  # noqa: BLE001 - a value the limits refused may break those checks
+                pass
+            raise_problems(bad)
         method = get_method(self.method)  # an unknown name is an error naming the closest
         for name, value in method.defaults.items():
             if getattr(self, name) is None:
@@ -314,6 +324,46 @@ class RobustTrainingConfig(TrainingArguments):
         if model_args is not None and data_args is not None:
             validate(model_args, data_args, self)
 
+
+
+# --- declared limits (tgazsr.limits): checked when a recipe is parsed, shown by --help -------------
+
+_POSITIVE_INT, _COUNT, _RATE = Limits(ge=1), Limits(ge=0), Limits(ge=0)
+declare_limits(
+    ModelArguments,
+    pixel_normalization=Limits(choices=tuple(PIXEL_NORMALIZATIONS)),
+    attn_implementation=Limits(choices=("eager", "sdpa", "flash_attention_2")),
+    trainable_last_k=_POSITIVE_INT, lora_r=_POSITIVE_INT, lora_alpha=Limits(gt=0), lora_dropout=Limits(ge=0, lt=1),
+)
+declare_limits(
+    DataArguments,
+    prompt_template=Limits(placeholders=1, hint="Write it with one '{}', e.g. --prompt_template 'This is a photo of a {}'."),
+    negated_prompt_template=Limits(
+        placeholders=1, hint="Write it with one '{}', e.g. --negated_prompt_template 'This is not a photo of a {}'."),
+    resize_mode=Limits(choices=("shorter_side_crop", "square")), max_train_samples=_POSITIVE_INT,
+    synthetic_seed=_COUNT,
+)
+declare_limits(
+    RobustTrainingConfig,
+    # tgazsr's own fields (budgets in units of 1/255; the unit check is budget_unit_problem)
+    train_eps=Limits(ge=0), train_numsteps=_COUNT, train_stepsize=Limits(ge=0),
+    attack_loss=Limits(choices=tuple(OBJECTIVES)), alpha=Limits(ge=0), beta=Limits(ge=0),
+    distance_metric=Limits(choices=tuple(DISTANCE_METRICS)), attention_norm=Limits(choices=tuple(ATTENTION_NORMS)),
+    kl_weight_general=Limits(ge=0), kl_weight_clean=Limits(ge=0), kl_reduction=Limits(choices=("sum", "mean")),
+    eval_max_samples=Limits(ge=0, hint="Set N >= 1 (the first N samples), or 0 (skip the check on eval_split; every "
+                            "sample of eval_datasets)."), eval_attack_steps=_COUNT, eval_attack_stepsize=Limits(gt=0),
+    eval_steps_max_samples=_POSITIVE_INT, nonfinite_loss=Limits(choices=("stop", "skip")),
+    # transformers.TrainingArguments' fields that change what is trained
+    learning_rate=Limits(ge=0, hint="A negative rate would climb the loss; set a positive value (the reference uses 1e-4)."), weight_decay=_RATE, adam_beta1=Limits(ge=0, lt=1), adam_beta2=Limits(ge=0, lt=1),
+    adam_epsilon=Limits(gt=0), max_grad_norm=Limits(ge=0), num_train_epochs=Limits(gt=0),
+    max_steps=Limits(ge=1, also=(-1,), hint="0 would train nothing (yet still save a checkpoint): set the number of "
+                     "optimizer steps, or -1 (the default) to train for num_train_epochs."), warmup_steps=_COUNT, per_device_train_batch_size=_POSITIVE_INT,
+    per_device_eval_batch_size=_POSITIVE_INT, gradient_accumulation_steps=_POSITIVE_INT, seed=_COUNT,
+    logging_steps=Limits(gt=0), save_steps=Limits(gt=0), save_total_limit=_POSITIVE_INT,
+    dataloader_num_workers=_COUNT, label_smoothing_factor=Limits(ge=0, le=1),
+)
+for _cls in (ModelArguments, DataArguments, RobustTrainingConfig):
+    with_limits_in_help(_cls)
 
 # --- validation of the whole recipe, before any model or data is loaded ---------------------------
 

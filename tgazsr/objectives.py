@@ -10,7 +10,10 @@ takes the model under attack and an :class:`AttackTarget` and returns a function
     contrastive  CLIP's symmetric in-batch loss against the prompts of the labels (FT-Adv)
     fare         squared L2 distance of the embedding to the frozen model's clean one (FARE)
 
-Adding one is ``@register_objective("name")`` on a function of ``(model, target)``.
+Adding one is ``@register_objective("name")`` on a function of ``(model, target)``; an objective
+that reads the frozen model declares it (``@register_objective("name", reads_reference=True)``),
+and the training step then fills ``target.reference_embeds`` (the frozen model on the clean
+images) and ``target.reference`` (the frozen encoder itself), whatever the method.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import losses
+from .registry import Registry
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -40,27 +44,44 @@ class AttackTarget:
     text_embeds: torch.Tensor | None = None
     scale: bool = True
     reference_embeds: torch.Tensor | None = None
+    reference: Callable | None = None
+    method_config: object | None = None
     kappa: float = 50.0
 
 
-Objective = Callable[[torch.nn.Module, AttackTarget], LossFn]
-OBJECTIVES: dict[str, Objective] = {}
+Builder = Callable[[torch.nn.Module, AttackTarget], LossFn]
 
 
-def register_objective(name: str) -> Callable[[Objective], Objective]:
-    def add(fn: Objective) -> Objective:
-        if name in OBJECTIVES and OBJECTIVES[name] is not fn:
-            raise ValueError(f"An attack objective named {name!r} is already registered.")
-        OBJECTIVES[name] = fn
+@dataclass(frozen=True)
+class Objective:
+    """An attack objective: ``build(model, target)`` gives images -> losses. ``reads_reference``:
+    it reads the frozen model (``target.reference_embeds`` / ``target.reference``)."""
+
+    name: str
+    build: Builder
+    reads_reference: bool = False
+
+    def __call__(self, model, target: AttackTarget) -> LossFn:
+        return self.build(model, target)
+
+
+OBJECTIVES: Registry[Objective] = Registry("attack objective", flag="--attack_loss")
+
+
+def register_objective(name: str, reads_reference: bool = False) -> Callable[[Builder], Builder]:
+    def add(fn: Builder) -> Builder:
+        OBJECTIVES.register(name, Objective(name, fn, reads_reference))
         return fn
 
     return add
 
 
+def unregister_objective(name: str) -> None:
+    OBJECTIVES.unregister(name)
+
+
 def get_objective(name: str) -> Objective:
-    if name not in OBJECTIVES:
-        raise ValueError(f"Unknown attack objective {name!r}; choose one of {', '.join(OBJECTIVES)}.")
-    return OBJECTIVES[name]
+    return OBJECTIVES.get(name)
 
 
 def objective_loss(name: str, model, target: AttackTarget) -> LossFn:
@@ -92,7 +113,7 @@ def _contrastive(model, target: AttackTarget) -> LossFn:
     return lambda x: losses.contrastive(model(x).embeds, text, model.logit_scale)
 
 
-@register_objective("fare")
+@register_objective("fare", reads_reference=True)
 def _fare(model, target: AttackTarget) -> LossFn:
     if target.reference_embeds is None:
         raise ValueError("The fare objective needs the frozen model's clean embeddings (reference_embeds).")

@@ -16,6 +16,8 @@ prompts) run before anything is loaded.
 from __future__ import annotations
 
 import contextlib
+import copy
+import types
 import difflib
 import re
 import os
@@ -27,6 +29,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from .errors import UserError
+from .limits import LIMITS_KEY, problems as limit_problems
 
 
 class RecipeError(ValueError, UserError):
@@ -56,6 +59,15 @@ class _Parser(HfArgumentParser):
 
     def error(self, message: str):
         raise RecipeError(f"{message[:1].upper()}{message[1:]}. Run with --help to list every field.")
+
+    @staticmethod
+    def _parse_dataclass_field(parser, field):
+        """argparse takes the metadata as keyword arguments: the declared limits (tgazsr.limits) are
+        ours, shown in the help text and checked after parsing, not argparse's."""
+        if LIMITS_KEY in field.metadata:
+            field = copy.copy(field)
+            field.metadata = types.MappingProxyType({k: v for k, v in field.metadata.items() if k != LIMITS_KEY})
+        HfArgumentParser._parse_dataclass_field(parser, field)
 
 
 def _valid_fields(parser: HfArgumentParser) -> list[str]:
@@ -301,6 +313,9 @@ def parse_recipe(dataclass_types: Sequence[type], argv: Sequence[str] | None = N
     *parsed, remaining = outputs
     if remaining:
         raise RecipeError(f"Could not parse these arguments: {remaining}. Flags look like --field value.")
+    # Every declared limit of every group (tgazsr.limits), before anything is loaded; a group whose
+    # __post_init__ checked them already finds nothing new here.
+    raise_problems([p for obj in parsed for p in limit_problems(obj)])
     for obj in parsed:  # checks across groups, before anything is loaded
         check = getattr(obj, "check_recipe", None)
         if callable(check):

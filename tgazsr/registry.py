@@ -40,7 +40,7 @@ def close_matches(name: str, candidates: Iterable[str], n: int = 3, cutoff: floa
 def did_you_mean(name: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
     """`` Did you mean a, b?`` or an empty string."""
     close = close_matches(name, candidates, n, cutoff)
-    return f" Did you mean {', '.join(close)}?" if close else ""
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 class Registry(Mapping[str, T], Generic[T]):

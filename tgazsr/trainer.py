@@ -25,7 +25,7 @@ from .errors import UserError
 from .hub import public_name
 from .methods import Method, StepView
 from .modeling import FrozenImageEncoder, ImageEncoding, ZeroShotCLIP
-from .objectives import AttackTarget, objective_loss
+from .objectives import AttackTarget, get_objective
 
 ADAPTER_DIR = "lora_adapter"
 logger = logging.getLogger("tgazsr.train")
@@ -88,13 +88,14 @@ class RobustCLIPTrainer(Trainer):
     # --- the training step ---------------------------------------------------------------
     def _attack(self, model: ZeroShotCLIP, x, labels, ref_clean):
         cfg = self.args
-        objective = cfg.attack_loss or self.method.attack_objective
+        objective = get_objective(cfg.attack_loss or self.method.attack_objective)
         reference = None
-        if objective == "fare":  # move the embedding away from the frozen model's clean embedding
+        if objective.reads_reference:  # the frozen model's clean embedding (FARE moves away from it)
             reference = ref_clean.embeds if ref_clean is not None else self.ref_model(x).embeds
         target = AttackTarget(labels, self.text_embeds, scale=self.method.uses_logit_scale(cfg),
-                              reference_embeds=reference)
-        loss_fn = objective_loss(objective, model, target)
+                              reference_embeds=reference, reference=self.ref_model,
+                              method_config=getattr(cfg, "method_config", None))
+        loss_fn = objective(model, target)
         was_training = model.training
         model.eval()
         try:

@@ -13,11 +13,12 @@ Adding an attack is one module that calls :func:`register_attack`; the evaluatio
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
+
+from ..registry import Registry
 
 NORMS = ("linf", "l2")
 
@@ -64,30 +65,26 @@ class AttackSpec:
     description: str = ""
 
 
-ATTACKS: dict[str, AttackSpec] = {}
+def _check_attack(name: str, spec: AttackSpec) -> None:
+    if not dataclasses.is_dataclass(spec.settings):
+        raise TypeError(f"Attack {name!r}: settings must be a dataclass.")
+    if "_" in name:
+        raise ValueError(f"Attack names may not contain '_' (flags are --<name>_<field>): {name!r}.")
+
+
+ATTACKS: Registry[AttackSpec] = Registry("attack", flag="--attacks", check=_check_attack)
 
 
 def register_attack(spec: AttackSpec) -> AttackSpec:
-    if not dataclasses.is_dataclass(spec.settings):
-        raise TypeError(f"Attack {spec.name!r}: settings must be a dataclass.")
-    if spec.name in ATTACKS and ATTACKS[spec.name] != spec:
-        raise ValueError(f"An attack named {spec.name!r} is already registered.")
-    if "_" in spec.name:
-        raise ValueError(f"Attack names may not contain '_' (flags are --<name>_<field>): {spec.name!r}.")
-    ATTACKS[spec.name] = spec
-    return spec
+    return ATTACKS.register(spec.name, spec)
 
 
 def unregister_attack(name: str) -> None:
-    ATTACKS.pop(name, None)
+    ATTACKS.unregister(name)
 
 
 def get_attack(name: str) -> AttackSpec:
-    if name not in ATTACKS:
-        close = difflib.get_close_matches(name, list(ATTACKS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown attack {name!r}.{hint} Registered attacks: {', '.join(ATTACKS)}.")
-    return ATTACKS[name]
+    return ATTACKS.get(name)
 
 
 def make_settings(name: str, options: dict | None = None):

@@ -20,8 +20,7 @@ from . import finetune, tecoa, pmg_aft, fare, attention_guided  # noqa: E402,F40
 
 # The table's order, whatever the import order above.
 _ORDER = ("ft_clean", "ft_adv", "tecoa", "pmg_aft", "fare", "vision_attention", "tga_zsr", "comp_tga")
-for _name in sorted(METHODS, key=lambda n: _ORDER.index(n) if n in _ORDER else len(_ORDER)):
-    METHODS[_name] = METHODS.pop(_name)
+METHODS.order(_ORDER)
 
 __all__ = ["METHODS", "LossOutput", "Method", "Paper", "StepView", "get_method", "register_method",
            "unregister_method"]

@@ -15,13 +15,13 @@ registry, so a new method is one module that calls :func:`register_method` (plus
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import torch
 
 from ..modeling import ImageEncoding
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -133,23 +133,17 @@ class Method:
         return self.paper.bibtex if self.paper else ""
 
 
-METHODS: dict[str, Method] = {}
+METHODS: Registry[Method] = Registry("method", flag="--method")
 
 
 def register_method(method: Method) -> Method:
-    if method.name in METHODS and METHODS[method.name] is not method:
-        raise ValueError(f"A method named {method.name!r} is already registered.")
-    METHODS[method.name] = method
-    return method
+    return METHODS.register(method.name, method)
 
 
 def unregister_method(name: str) -> None:
-    METHODS.pop(name, None)
+    METHODS.unregister(name)
 
 
 def get_method(name: str) -> Method:
-    if name not in METHODS:
-        close = difflib.get_close_matches(name, list(METHODS), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"Unknown method {name!r}.{hint} Valid methods: {', '.join(METHODS)}.")
-    return METHODS[name]
+    """The registered method called ``name``; an unknown name is an error naming the closest ones."""
+    return METHODS.get(name)
