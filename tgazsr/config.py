@@ -347,7 +347,7 @@ declare_limits(
     RobustTrainingConfig,
     # tgazsr's own fields (budgets in units of 1/255; the unit check is budget_unit_problem)
     train_eps=Limits(ge=0), train_numsteps=_COUNT, train_stepsize=Limits(ge=0),
-    attack_loss=Limits(choices=tuple(OBJECTIVES)), alpha=Limits(ge=0), beta=Limits(ge=0),
+    attack_loss=Limits(choices=OBJECTIVES), alpha=Limits(ge=0), beta=Limits(ge=0),
     distance_metric=Limits(choices=tuple(DISTANCE_METRICS)), attention_norm=Limits(choices=tuple(ATTENTION_NORMS)),
     kl_weight_general=Limits(ge=0), kl_weight_clean=Limits(ge=0), kl_reduction=Limits(choices=("sum", "mean")),
     eval_max_samples=Limits(ge=0, hint="Set N >= 1 (the first N samples), or 0 (skip the check on eval_split; every "

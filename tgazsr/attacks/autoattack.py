@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
+
+from ..limits import Limits, declare_limits
 from torch import nn
 
 from .base import NORMS, AttackContext, AttackSpec, register_attack
@@ -146,3 +148,6 @@ def _run_autoattack(model, x, labels, eps, settings: AutoAttackSettings, context
 
 register_attack(AttackSpec("autoattack", AutoAttackSettings, _run_autoattack, batch_invariant=False,
                            description="AutoAttack (pyautoattack): APGD-CE/DLR/T, FAB, Square"))
+
+
+declare_limits(AutoAttackSettings, version=Limits(choices=AUTOATTACK_VERSIONS), n_iter=Limits(ge=1), restarts=Limits(ge=1), n_target_classes=Limits(ge=1), square_queries=Limits(ge=1))

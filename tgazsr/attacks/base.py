@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..limits import problems as limit_problems
 from ..registry import Registry
 
 NORMS = ("linf", "l2")
@@ -95,7 +96,11 @@ def make_settings(name: str, options: dict | None = None):
     unknown = [k for k in options if k not in valid]
     if unknown:
         raise ValueError(f"Attack {name!r} has no settings {unknown}; its settings are {valid}.")
-    return spec.settings(**options)
+    settings = spec.settings(**options)
+    bad = limit_problems(settings)
+    if bad:
+        raise ValueError(f"Attack {name!r}: " + " ".join(bad))
+    return settings
 
 
 def settings_dict(settings) -> dict:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..limits import Limits, declare_limits
+
 from ..objectives import AttackTarget, objective_loss
 from .base import AttackContext, AttackSpec, register_attack
 from .pgd import pgd
@@ -31,3 +33,6 @@ def _run_cw(model, x, labels, eps, settings: CWSettings, context: AttackContext)
 
 
 register_attack(AttackSpec("cw", CWSettings, _run_cw, norms=("linf",), description="CW margin loss, sign steps"))
+
+
+declare_limits(CWSettings, steps=Limits(ge=0), step_size=Limits(ge=0), kappa=Limits(gt=0), restarts=Limits(ge=1))

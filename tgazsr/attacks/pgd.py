@@ -15,6 +15,9 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..limits import Limits, declare_limits
+from ..objectives import OBJECTIVES
+
 from ..objectives import AttackTarget, objective_loss
 from .base import NORMS, AttackContext, AttackSpec, register_attack
 
@@ -139,3 +142,6 @@ def _run_pgd(model, x, labels, eps, settings: PGDSettings, context: AttackContex
 
 
 register_attack(AttackSpec("pgd", PGDSettings, _run_pgd, description="PGD (L-inf sign steps or L2 steps)"))
+
+
+declare_limits(PGDSettings, steps=Limits(ge=0), step_size=Limits(ge=0), restarts=Limits(ge=1), objective=Limits(choices=OBJECTIVES))

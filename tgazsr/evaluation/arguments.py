@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+import typing
 from typing import Sequence
 
 from ..attacks import ATTACKS, get_attack, make_settings
 from ..attacks.base import NORMS
 from ..data.order import SAMPLE_ORDERS
 from ..errors import budget_unit_problem
+from ..limits import Limits, declare_limits, limits_of, problems as limit_problems, with_limits_in_help
 from ..recipes import raise_problems, refused_settings
 
 PROTOCOLS = ("tga", "fare")
@@ -186,6 +188,7 @@ class EvalArguments:
             self.attacks = [self.attacks]
         if isinstance(self.eps, (int, float)):
             self.eps = [float(self.eps)]
+        raise_problems(limit_problems(self))  # declared limits (tgazsr.limits) before the checks below
         self.attacks = list(dict.fromkeys(self.attacks))
         for name in self.attacks:
             get_attack(name)  # an unknown attack is an error naming the registered ones
@@ -277,16 +280,21 @@ class EvalArguments:
 
 
 def attack_flag_arguments() -> type:
-    """A dataclass of flat flags ``<attack>_<field>`` for every registered attack (default: unset)."""
+    """A dataclass of flat flags ``<attack>_<field>`` for every registered attack (default: unset),
+    each with the limits its settings field declares."""
     fields = []
     for name, spec in ATTACKS.items():
+        hints = typing.get_type_hints(spec.settings)
         for f in dataclasses.fields(spec.settings):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            ftype = f.type if not isinstance(f.type, str) else eval(f.type, {"list": list})  # noqa: S307
+            ftype = hints[f.name]
             help_text = f"{name}: {f.name} (default {default!r}). {spec.description}"
-            fields.append((f"{name}_{f.name}", ftype | None if "None" not in str(ftype) else ftype,
-                           field(default=None, metadata={"help": help_text})))
-    return dataclasses.make_dataclass("AttackFlags", fields)
+            metadata = {"help": help_text}
+            if limits_of(f) is not None:
+                metadata["limits"] = limits_of(f)
+            fields.append((f"{name}_{f.name}", ftype | None if type(None) not in typing.get_args(ftype) else ftype,
+                           field(default=None, metadata=metadata)))
+    return with_limits_in_help(dataclasses.make_dataclass("AttackFlags", fields))
 
 
 def parse_eval_args(argv: Sequence[str] | None = None) -> EvalArguments:
@@ -305,3 +313,15 @@ def parse_eval_args(argv: Sequence[str] | None = None) -> EvalArguments:
     with refused_settings([f.name for f in dataclasses.fields(args)] + [f.name for f in dataclasses.fields(flags)]):
         args.__post_init__()  # again, with the attack flags merged in
     return args
+
+
+# --- declared limits (tgazsr.limits): checked when the arguments are parsed, shown by --help ------
+
+declare_limits(
+    EvalArguments,
+    resize_mode=Limits(choices=("shorter_side_crop", "square")), max_samples=Limits(ge=1),
+    sample_order=Limits(choices=tuple(SAMPLE_ORDERS)), eps=Limits(ge=0), norm=Limits(choices=NORMS),
+    sanity_samples=Limits(ge=0), sanity_eps=Limits(gt=0), sanity_steps=Limits(ge=1),
+    sanity_max_robust=Limits(ge=0, le=1), batch_size=Limits(ge=1), num_workers=Limits(ge=0), seed=Limits(ge=0),
+)
+with_limits_in_help(EvalArguments)
