@@ -395,7 +395,7 @@ def test_dataset_path_that_does_not_exist_in_evaluation(eval_world, tmp_path, ca
 
 def test_evaluation_max_samples_zero(eval_world, tmp_path, capsys):
     eval_fails(eval_argv(eval_world, tmp_path, "--max_samples", "0"), capsys,
-               "max_samples = 0 would evaluate no sample", "Leave --max_samples unset")
+               "max_samples = 0 is out of range", "Leave --max_samples unset")
 
 
 def test_evaluation_eps_written_as_a_fraction(eval_world, tmp_path, capsys):
@@ -420,7 +420,7 @@ def test_evaluation_attack_without_steps(eval_world, tmp_path, capsys):
 def test_evaluation_counts(eval_world, tmp_path, capsys):
     eval_fails(eval_argv(eval_world, tmp_path, "--batch_size", "0"), capsys, "batch_size = 0")
     eval_fails(eval_argv(eval_world, tmp_path, "--sanity_samples", "-1"), capsys,
-               "sanity_samples = -1 is negative", "or 0 to skip")
+               "sanity_samples = -1 is out of range", "or 0 to skip")
 
 
 def test_unknown_attack(eval_world, tmp_path, capsys):

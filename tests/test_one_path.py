@@ -196,7 +196,7 @@ def _flipped(value):
     if isinstance(value, int):
         return value + 1
     if isinstance(value, float):
-        return value * 2 + 1
+        return value / 2 if 0 < value <= 1 else value * 2 + 1  # a fraction stays a fraction (declared limits)
     if isinstance(value, str):
         return {"tga": "fare", "linf": "l2", "auto": "clip", "shorter_side_crop": "square",
                 "stored": "clip_benchmark"}.get(value, value + "x")

@@ -150,4 +150,4 @@ register_attack(AttackSpec("autoattack", AutoAttackSettings, _run_autoattack, ba
                            description="AutoAttack (pyautoattack): APGD-CE/DLR/T, FAB, Square"))
 
 
-declare_limits(AutoAttackSettings, version=Limits(choices=AUTOATTACK_VERSIONS), n_iter=Limits(ge=1), restarts=Limits(ge=1), n_target_classes=Limits(ge=1), square_queries=Limits(ge=1))
+declare_limits(AutoAttackSettings, version=Limits(choices=AUTOATTACK_VERSIONS), n_iter=Limits(ge=0), restarts=Limits(ge=1), n_target_classes=Limits(ge=1), square_queries=Limits(ge=1))

@@ -319,9 +319,9 @@ def parse_eval_args(argv: Sequence[str] | None = None) -> EvalArguments:
 
 declare_limits(
     EvalArguments,
-    resize_mode=Limits(choices=("shorter_side_crop", "square")), max_samples=Limits(ge=1),
+    resize_mode=Limits(choices=("shorter_side_crop", "square")), max_samples=Limits(ge=1, hint="Leave --max_samples unset to evaluate every sample, or set N >= 1."),
     sample_order=Limits(choices=tuple(SAMPLE_ORDERS)), eps=Limits(ge=0), norm=Limits(choices=NORMS),
-    sanity_samples=Limits(ge=0), sanity_eps=Limits(gt=0), sanity_steps=Limits(ge=1),
+    sanity_samples=Limits(ge=0, hint="Set N >= 1 samples for the sanity checks, or 0 to skip them."), sanity_eps=Limits(gt=0), sanity_steps=Limits(ge=1),
     sanity_max_robust=Limits(ge=0, le=1), batch_size=Limits(ge=1), num_workers=Limits(ge=0), seed=Limits(ge=0),
 )
 with_limits_in_help(EvalArguments)
