@@ -181,7 +181,7 @@ def _value_problem(name: str, value: Any, annotation, lim: Limits) -> str | None
             if bound is not None and not ok(value, bound):
                 return f"{where} is out of range: it must be {valid}."
     if lim.choices is not None and value not in lim.choices:
-        return f"{where} is not valid: choose {valid}."
+        return f"{where}: choose {valid}."
     if lim.placeholders is not None and isinstance(value, str):
         count = _placeholder_count(value)
         if count == 0:
