@@ -119,6 +119,23 @@ def make_hf_dataset(n: int = 16, class_names=CLASS_NAMES, seed: int = 0):
     return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
 
 
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Benchmarks and collections registered in a test (``register_benchmark``, ``add_benchmark_dir``)
+    vanish after it: the test works on copies of the registry's tables."""
+    from tgazsr.data import registry as reg
+    from tgazsr.registry import Registry
+
+    for attr in ("REGISTRY", "COLLECTIONS"):
+        table = getattr(reg, attr)
+        copy = Registry(table.kind, flag=table.flag)
+        for name, item in table.items():
+            copy.register(name, item)
+        monkeypatch.setattr(reg, attr, copy)
+    monkeypatch.setattr(reg, "_LOOKUP", dict(reg._LOOKUP))
+    return reg
+
+
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> str:
     return build_tiny_clip(str(tmp_path_factory.mktemp("tiny_clip")))

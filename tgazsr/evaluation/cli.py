@@ -59,6 +59,11 @@ def check_datasets(args: EvalArguments) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     from accelerate import PartialState
 
+    # The command's own choice: the offline world's evaluation sets (world_shapes, ..., the "world"
+    # collection) are names --datasets accepts. Importing the world registers them; the registry
+    # itself never imports it.
+    from .. import world  # noqa: F401
+
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_eval_args(argv)
     if args.check_data:
