@@ -123,7 +123,7 @@ TOY_BENCHMARK = """\
 # A benchmark of generated images, read from a local copy only (repository: null).
 name: {name}
 display_name: Toy shapes
-aliases: [toy-shapes-four]
+aliases: [{name}-four]
 resize: square
 reference_images: null
 protocols:

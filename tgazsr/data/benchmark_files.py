@@ -221,7 +221,7 @@ def _source(section: _Section) -> dict[str, Any]:
     if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v > 0
                for k, v in sizes.items()):
         section.fail("split_sizes", f"expected split name -> positive row count, got {sizes!r}")
-    return dict(
+    fields = dict(
         hub_id=repository, revision=revision, config_name=section.text("config", None, none=True), splits=splits,
         split_sizes=tuple(sizes.items()), image_column=section.text("image_column"),
         label_column=section.text("label_column"), data_files=section.text("data_files", None, none=True),
@@ -229,6 +229,8 @@ def _source(section: _Section) -> dict[str, Any]:
         label_text_column=section.text("label_text_column", None, none=True),
         verified=section.get("verified", bool, False),
     )
+    section.done()
+    return fields
 
 
 def _provenance(protocol: _Section, repository: str | None, revision: str | None) -> str:
@@ -338,7 +340,6 @@ def read_benchmark(path: str | Path) -> BenchmarkFile:
         fare_source = None
     else:
         fields = _source(fare_source_section)
-        fare_source_section.done()
         split = source["splits"][-1]
         fare_check = _label_check(fare, tga=False)
         fare_source = _make(path, "protocols.fare", HubSource, **fields, num_classes=fare.get("num_classes", int),

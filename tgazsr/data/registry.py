@@ -91,6 +91,7 @@ from .benchmark import (
 from .benchmark_files import (
     BENCHMARKS_DIR,
     CLASSNAMES_DIR,
+    COLLECTIONS_FILE,
     TEMPLATES_DIR,
     BenchmarkFileError,
     benchmark_paths,
@@ -214,16 +215,19 @@ def register_benchmark(spec: BenchmarkDataset, aliases: Sequence[str] = ()) -> B
     if not all(keys):
         raise RegistryError(f"Benchmark name or alias of {spec.name!r} has no letters or digits: {list(aliases)}.")
     collections = {_normalize(c) for c in COLLECTIONS}
-    for key in keys:
+    for key, given in zip(keys, [spec.name, *aliases]):
         taken = _LOOKUP.get(key)
         if taken is not None and taken in REGISTRY and REGISTRY[taken] != spec:
+            if given != spec.name:
+                raise RegistryError(f"The alias {given!r} of {spec.name!r} already names the benchmark {taken!r}; "
+                                    "choose another alias.")
             what = "an alias of " if taken != spec.name and key != _normalize(taken) else ""
             raise RegistryError(
                 f"A different benchmark is already registered as {spec.name!r} ({what}{taken!r}); "
                 "choose another name."
             )
         if key in collections:
-            raise RegistryError(f"{spec.name!r} is the name of a collection; choose another name.")
+            raise RegistryError(f"{given!r} is the name of a collection; choose another name.")
     if spec.name in REGISTRY:
         return REGISTRY[spec.name]
     REGISTRY.register(spec.name, spec)
@@ -280,22 +284,33 @@ def add_benchmark_dir(path: str | os.PathLike) -> list[str]:
     """Register every benchmark file of the directory ``path`` (``<name>.yaml``, its class-name
     files beside it) and the collections of its ``collections.yaml``; returns the names registered.
 
-    Every file is read and checked before any is registered, so a bad file registers nothing; the
+    Every file is read and checked before any is registered, and a name that clashes with a
+    registered one undoes what the directory registered, so a bad directory registers nothing; the
     error (a :class:`BenchmarkFileError`) names the file and the field. Adding the same directory
     again is a no-op.
     """
     files = [read_benchmark(p) for p in benchmark_paths(path)]
     collections = read_collections(path)
-    for item in files:
-        try:
+    added: list[str] = []
+    grouped: list[str] = []
+    where, field = "", ""
+    try:
+        for item in files:
+            where, field, new = str(item.path), "name", item.spec.name not in REGISTRY
             register_benchmark(item.spec, item.aliases)
-        except RegistryError as err:
-            raise BenchmarkFileError(f"{item.path}: name: {err}") from None
-    for name, members in collections.items():
-        try:
+            added += [item.spec.name] if new else []
+        for name, members in collections.items():
+            where, field, new = str(Path(path) / COLLECTIONS_FILE), name, _find_collection(name) is None
             register_collection(name, members)
-        except RegistryError as err:
-            raise BenchmarkFileError(f"{Path(path) / 'collections.yaml'}: {name}: {err}") from None
+            grouped += [name] if new else []
+    except RegistryError as err:
+        for name in grouped:
+            COLLECTIONS.unregister(name)
+        for name in added:
+            REGISTRY.unregister(name)
+            for key in [k for k, v in _LOOKUP.items() if v == name]:
+                del _LOOKUP[key]
+        raise BenchmarkFileError(f"{where}: {field}: {err}") from None
     return [item.spec.name for item in files]
 
 
