@@ -119,6 +119,61 @@ def make_hf_dataset(n: int = 16, class_names=CLASS_NAMES, seed: int = 0):
     return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
 
 
+TOY_BENCHMARK = """\
+# A benchmark of generated images, read from a local copy only (repository: null).
+name: {name}
+display_name: Toy shapes
+aliases: [{name}-four]
+resize: square
+reference_images: null
+protocols:
+  tga:
+    source:
+      repository: null
+      splits: [test]
+      image_column: image
+      label_column: label
+    num_classes: 4
+    class_names: {{file: {name}.txt, clean_chars: _-/}}
+    templates: ["a drawing of a {{}}."]
+    label_check: {{method: names}}
+    notes: Four colour-shape classes of generated images.
+  fare:
+    source: {{same_as: tga, splits: [test]}}
+    class_names: {{file: {name}.txt, clean_chars: ""}}
+    templates: ["a drawing of a {{}}.", "art of a {{}}."]
+"""
+
+
+def write_toy_benchmark(directory, name: str = "toy_shapes", text: str | None = None) -> str:
+    """One benchmark file and its class-name file (``CLASS_NAMES``) in ``directory``: all a new
+    benchmark needs. ``text`` replaces the benchmark file's text (``{name}`` formatted in)."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, f"{name}.txt"), "w", encoding="utf-8") as f:
+        f.write("# source: the four colour-shape classes of conftest.CLASS_NAMES\n" + "\n".join(CLASS_NAMES) + "\n")
+    path = os.path.join(directory, f"{name}.yaml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write((TOY_BENCHMARK if text is None else text).format(name=name))
+    return path
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Benchmarks and collections registered in a test (``register_benchmark``, ``add_benchmark_dir``)
+    vanish after it: the test works on copies of the registry's tables."""
+    from tgazsr.data import registry as reg
+    from tgazsr.registry import Registry
+
+    for attr in ("REGISTRY", "COLLECTIONS"):
+        table = getattr(reg, attr)
+        copy = Registry(table.kind, flag=table.flag)
+        for name, item in table.items():
+            copy.register(name, item)
+        monkeypatch.setattr(reg, attr, copy)
+    monkeypatch.setattr(reg, "_LOOKUP", dict(reg._LOOKUP))
+    return reg
+
+
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> str:
     return build_tiny_clip(str(tmp_path_factory.mktemp("tiny_clip")))

@@ -247,6 +247,57 @@ def test_registry_dataset_from_a_local_copy(eval_world, local_cifar10, tmp_path)
     assert len(fare["datasets"]["cifar10"]["prompt_templates"]) == 18
 
 
+def test_each_entry_is_resolved_once_and_its_labels_checked_once(eval_world, local_cifar10, tmp_path, monkeypatch):
+    """One evaluation command: every --datasets entry is resolved once (the command checks the
+    resolved entries and the harness evaluates them as they are), and a registry dataset's labels
+    are checked against the registry once (one resolve_labels, one _hub_permutation)."""
+    from collections import Counter
+
+    from tgazsr.data import registry
+    from tgazsr.evaluation import datasets as ev_datasets
+
+    resolved, checked, permuted = [], [], []
+
+    def counting(calls, original, key):
+        return lambda *a, **k: calls.append(key(*a)) or original(*a, **k)
+
+    monkeypatch.setattr(ev_datasets, "resolve_entry", counting(resolved, ev_datasets.resolve_entry, lambda e, _: e))
+    monkeypatch.setattr(registry, "resolve_labels",
+                        counting(checked, registry.resolve_labels, lambda spec, protocol="tga", *_: (spec.name, protocol)))
+    monkeypatch.setattr(registry, "_hub_permutation", counting(permuted, registry._hub_permutation, lambda s, *_: s.name))
+    copy = f"cifar10={local_cifar10 / 'cifar10'}"
+    code = evaluate_main(["--model_name_or_path", eval_world["clip_a"], "--datasets", copy, eval_world["saved"],
+                          "--eps", "8", "--pgd_steps", "1", "--max_samples", "4", "--output_dir", str(tmp_path),
+                          "--no_plot"])
+    assert code == 0
+    assert set(json.loads((tmp_path / "results.json").read_text())["datasets"]) == {"cifar10", "saved"}
+    assert Counter(resolved) == {copy: 1, eval_world["saved"]: 1}
+    assert checked == [("cifar10", "tga")] and permuted == ["cifar10"]
+
+
+def test_a_benchmark_added_as_one_data_file_and_one_class_name_file(eval_world, tmp_path, scratch_registry):
+    """A new benchmark is a benchmark file and a class-name file in a directory given to
+    add_benchmark_dir (or TGAZSR_BENCHMARK_DIRS); it then evaluates like a shipped one."""
+    from conftest import CLASS_NAMES, write_toy_benchmark
+
+    write_toy_benchmark(tmp_path / "benchmarks")
+    assert scratch_registry.add_benchmark_dir(tmp_path / "benchmarks") == ["toy_shapes"]
+    assert scratch_registry.get_benchmark("Toy-Shapes-Four").name == "toy_shapes"  # its alias
+    assert "toy_shapes" not in scratch_registry.collection("tga16")  # it joins no collection by itself
+    folder = tmp_path / "toy"  # an image folder: test/<class>/NNNN.png, the class folders in sorted order
+    for i, image in enumerate(eval_world["images"]):
+        (folder / "test" / CLASS_NAMES[i % 4]).mkdir(parents=True, exist_ok=True)
+        image.save(folder / "test" / CLASS_NAMES[i % 4] / f"{i:04d}.png")
+    args = _args(eval_world, tmp_path / "out", datasets=[f"toy_shapes={folder}"], max_samples=8)
+    data = ev.prepare_dataset(f"toy_shapes={folder}", args, 32)
+    assert data.class_names == ["blue triangle", "green circle", "red square", "yellow star"]  # the data's order
+    r = run_evaluation(args)["datasets"]["toy_shapes"]
+    assert (r["display_name"], r["num_classes"], r["num_samples"], r["split"]) == ("Toy shapes", 4, 8, "test")
+    assert r["prompt_templates"] == ["a drawing of a {}."] and r["source"] == str(folder)
+    fare = run_evaluation(dataclass_replace(args, protocol="fare", output_dir=str(tmp_path / "fare")))
+    assert fare["datasets"]["toy_shapes"]["prompt_templates"] == ["a drawing of a {}.", "art of a {}."]
+
+
 def test_recipes_parse_to_the_published_protocols(eval_world, tmp_path):
     from tgazsr.data.registry import TGA16
     tga = ev.parse_eval_args([os.path.join(REPO, "recipes/eval_tga16.yaml"), "--model_name_or_path", "m"])

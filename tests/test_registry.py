@@ -548,6 +548,7 @@ def test_templates_are_package_data():
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
     line = next(line for line in pyproject.splitlines() if line.startswith("tgazsr = ["))
     assert '"data/templates/*.json"' in line and '"data/classnames/*.txt"' in line
+    assert '"data/benchmarks/*.yaml"' in line
 
 
 # --- collections ---------------------------------------------------------------------------
@@ -563,18 +564,11 @@ def test_collections():
     assert reg.collection("fare") == recipe["datasets"]
     assert all(isinstance(v, tuple) for v in reg.COLLECTIONS.values())
     assert reg.collection("cifar10") is None and reg.collection("no-such-collection") is None
-    world = reg.collection("world")  # registered by tgazsr.world, imported on first need
+    import tgazsr.world  # noqa: F401 - registers the world's sets and the "world" collection
+
+    world = reg.collection("world")
     assert world == ["world_shapes", "world_colours", "world_textures", "world_novel_pairs", "world_sizes"]
     assert all(get_benchmark(n).hub_id is None for n in world)
-
-
-@pytest.fixture
-def scratch_registry(monkeypatch):
-    """Entries registered in a test vanish after it."""
-    monkeypatch.setattr(reg, "REGISTRY", dict(reg.REGISTRY))
-    monkeypatch.setattr(reg, "_LOOKUP", dict(reg._LOOKUP))
-    monkeypatch.setattr(reg, "COLLECTIONS", dict(reg.COLLECTIONS))
-    return reg
 
 
 def test_register_collection(scratch_registry):
@@ -698,14 +692,36 @@ def test_register_benchmark_duplicates(scratch_registry):
     assert get_benchmark("toy_local") is spec and BENCHMARKS["cifar10"].hub_id == "uoft-cs/cifar10"
 
 
-def test_unknown_names_load_registering_modules(monkeypatch):
-    """A miss imports the provider modules once, then looks again."""
-    monkeypatch.setattr(reg, "_PROVIDERS_LOADED", set())
-    monkeypatch.setattr(reg, "_PROVIDERS", ("tgazsr.world", "tgazsr_no_such_module"))
-    with pytest.raises(ValueError, match="Unknown benchmark"):
-        get_benchmark("mnist-xyz-qqq")
-    assert reg._PROVIDERS_LOADED == {"tgazsr.world", "tgazsr_no_such_module"}  # a broken provider is skipped
-    assert get_benchmark("world_shapes").name == "world_shapes"
+def test_a_lookup_imports_nothing_and_the_world_registers_itself():
+    """A miss (a typo, a world name before the world is imported) is an error naming the closest
+    names; nothing is imported to look again. Importing the world registers its sets through the
+    public calls, with no import cycle (each package imports alone, in a fresh interpreter)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = """
+import sys
+from tgazsr.data import registry as reg
+for name in ("mnist-xyz-qqq", "world_shapes"):
+    try:
+        reg.get_benchmark(name)
+    except ValueError as err:
+        assert "Unknown benchmark" in str(err) and type(err).__name__ == "RegistryError", err
+    else:
+        raise SystemExit(name + " resolved")
+assert reg.collection("world") is None
+assert "tgazsr.world" not in sys.modules and "tgazsr.evaluation" not in sys.modules, sorted(sys.modules)
+import tgazsr.world
+assert reg.get_benchmark("world_shapes").name == "world_shapes"
+assert reg.collection("world")[0] == "world_shapes"
+print("ok")
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for code in (script, "import tgazsr.world; print('ok')"):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
 # --- sources per protocol -------------------------------------------------------------------------
@@ -830,7 +846,7 @@ def test_pinned_revisions_are_full_commit_ids_with_their_confirmation():
             assert "Not pinned" in source.notes, (name, protocol, source.hub_id)
             continue
         assert re.fullmatch(r"[0-9a-f]{40}", source.revision), (name, protocol, source.revision)
-        # the notes say how the pin was confirmed: its short id and the stored Hub page(s)
+        # the notes say how the pin is confirmed: its short id and the public Hub page(s) that show it
         assert source.revision[:7] in source.notes and "https://huggingface.co/datasets/" in source.notes, name
     assert all(len(revisions) == 1 for revisions in by_repo.values()), by_repo  # one revision per repository
     pinned = {repo for repo, revisions in by_repo.items() if None not in revisions}

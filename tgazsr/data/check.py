@@ -116,7 +116,7 @@ def _verify(spec, protocol: str, source: registry.HubSource, peek: _Peek) -> str
             notes.append("= the reference's count")
     image_column(peek.features, source.image_column)
     label_col = label_column(list(peek.features or {}), source.label_column)
-    registry.class_names(spec, protocol, peek.names)  # names, order and count: ValueError on a mismatch
+    labels = registry.resolve_labels(spec, protocol, peek.names)  # names, order and count: ValueError on a mismatch
     values = [int(row[label_col]) for row in peek.rows if row.get(label_col) is not None]
     outside = [v for v in values if not 0 <= v < source.num_classes]
     if outside:
@@ -125,8 +125,9 @@ def _verify(spec, protocol: str, source: registry.HubSource, peek: _Peek) -> str
     if text:
         if peek.rows and text not in peek.rows[0]:
             raise ValueError(f"the class-name column {text!r} is missing.")
-        checked = registry.check_label_texts(spec, protocol, [(r[label_col], r[text]) for r in peek.rows], peek.names)
-        notes.append(f"names by the {text!r} column ({checked} label ids seen)")
+        pairs = [(r[label_col], r[text]) for r in peek.rows]
+        checked = registry.check_label_texts(spec, protocol, pairs, labels=labels)
+        notes.append(f"names by the {text!r} column ({checked} label ids read)")
     elif peek.names is not None:
         notes.append(f"{len(peek.names)} names by {peek.names_origin}, {source.hub_check} check")
     else:
@@ -164,7 +165,7 @@ def check_data(
     folder ``DATA_DIR/<name>`` is read from it, the others from the Hub (metadata and ``max_rows``
     streamed rows per split).
     """
-    registry._check_protocol(protocol)
+    registry.check_protocol(protocol)
     wanted: list[str] = []
     for name in ([names] if isinstance(names, str) else names) or registry.TGA16:
         for item in registry.collection(name) or [registry.get_benchmark(name).name]:
@@ -196,6 +197,7 @@ class CheckArguments:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``tgazsr data``: the check table; exit 1 when a check failed (unreachable sources are listed)."""
+    from .. import world  # noqa: F401 - the command's own choice: the world's sets (world_shapes, "world") can be named
     from ..recipes import parse_recipe
 
     (args,) = parse_recipe((CheckArguments,), argv)

@@ -49,6 +49,7 @@ class ProtocolData:
     label_names: list[str] | None  # the data's own label names (None: it names no classes)
     names_origin: str  # "ClassLabel", the names file, or "none"
     split_rows: dict[str, int]  # rows per split as loaded
+    labels: registry.ResolvedLabels  # the protocol's class names and label map for this data, checked once
 
 
 def source_label(source: registry.HubSource) -> str:
@@ -181,15 +182,16 @@ def check_labels(
     ds: datasets.Dataset,
     label_col: str,
     names: list[str] | None,
-) -> str:
-    """Check the labels of the whole of ``ds`` against the registry; returns how they were checked.
+) -> registry.ResolvedLabels:
+    """Check the labels of the whole of ``ds`` against the registry, once; returns the protocol's
+    class names and label map for this data (:func:`tgazsr.data.registry.resolve_labels`).
 
     The data's names (ClassLabel or names file) by the source's ``hub_check``; the class-name
     column, every label id; the label values within the classes (and, where the data names no
     classes, every class present: a count-only check).
     """
     source = spec.source_for(protocol)
-    registry.class_names(spec, protocol, names)  # count, names, order: ValueError on a mismatch
+    labels = registry.resolve_labels(spec, protocol, names)  # count, names, order: ValueError on a mismatch
     values = sorted({int(v) for v in ds.unique(label_col)})
     outside = [v for v in values if not 0 <= v < source.num_classes]
     if outside:
@@ -199,15 +201,12 @@ def check_labels(
         if text not in ds.column_names:
             raise DataError(f"{spec.name}: the class-name column {text!r} is missing (columns {ds.column_names}).")
         table = ds.select_columns([label_col, text]).to_dict()
-        checked = registry.check_label_texts(spec, protocol, zip(table[label_col], table[text]), names)
-        return f"names by the {text!r} column ({checked} label ids)"
-    if names is None:
-        if len(values) != source.num_classes:
-            raise DataError(
-                f"{spec.name}: {len(values)} label values occur, the registry expects {source.num_classes} classes."
-            )
-        return "count only (the data names no classes)"
-    return f"{len(names)} names, {source.hub_check} check"
+        registry.check_label_texts(spec, protocol, zip(table[label_col], table[text]), labels=labels)
+    elif names is None and len(values) != source.num_classes:
+        raise DataError(
+            f"{spec.name}: {len(values)} label values occur, the registry expects {source.num_classes} classes."
+        )
+    return labels
 
 
 def load_protocol_data(
@@ -222,9 +221,9 @@ def load_protocol_data(
     image_col = image_column(ds.features, source.image_column)
     label_col = label_column(list(ds.column_names), source.label_column)
     names, origin = label_names(ds.features, label_col, source, local_path)
-    check_labels(spec, protocol, ds, label_col, names)
+    labels = check_labels(spec, protocol, ds, label_col, names)
     return ProtocolData(
         dataset=ds, source=local_path or source_label(source), split=source.split_label, image_column=image_col,
         label_column=label_col, label_names=names, names_origin=origin,
-        split_rows={name: len(part) for name, part in parts.items()},
+        split_rows={name: len(part) for name, part in parts.items()}, labels=labels,
     )

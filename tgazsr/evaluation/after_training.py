@@ -12,7 +12,14 @@ from .harness import run_evaluation
 def training_eval_arguments(model_name_or_path: str, datasets: list[str], cfg, results_dir: str,
                             **overrides) -> EvalArguments:
     """PGD (``cfg.eval_attack_steps`` steps of ``cfg.eval_attack_stepsize``/255, random start) at
-    ``cfg.train_eps`` on the first ``cfg.eval_max_samples`` images of each dataset."""
+    ``cfg.train_eps`` on the first ``cfg.eval_max_samples`` images of each dataset.
+
+    Training's evaluations (during training, the end-of-run check, the benchmark) accept the offline
+    world's sets by name (``world_shapes=PATH``, ...): this entry point imports the world, which
+    registers them (the registry never imports it on a lookup).
+    """
+    from .. import world  # noqa: F401
+
     device = getattr(cfg, "device", None)
     kwargs = dict(
         model_name_or_path=model_name_or_path,

@@ -25,13 +25,14 @@ from ..errors import UserError, run_command
 from ..model_checks import check_model_folder
 from ..recipes import RecipeError
 from .arguments import EvalArguments, parse_eval_args
-from .datasets import DatasetUnavailable, entry_problems
+from .datasets import DatasetUnavailable, ResolvedEntry, resolve_entries
 from .harness import run_evaluation
 
 
-def check_inputs(args: EvalArguments) -> None:
+def check_inputs(args: EvalArguments) -> list[ResolvedEntry]:
     """What can be checked before any model or data is loaded: a model is named and is a CLIP
-    folder (when local), datasets are named and each entry means something."""
+    folder (when local), datasets are named and each entry means something. Returns the entries,
+    resolved (once for the whole run: the harness takes them as they are)."""
     if not args.model_name_or_path:
         raise RecipeError("No model to evaluate: pass --model_name_or_path (a CLIPModel directory or a Hub id).")
     check_model_folder(args.model_name_or_path)
@@ -40,9 +41,10 @@ def check_inputs(args: EvalArguments) -> None:
             "No dataset to evaluate: pass --datasets (registry names such as cifar10, collections such as tga16, "
             "or local paths), or a recipe such as recipes/eval_tga16.yaml."
         )
-    problems = entry_problems(args.datasets, args)
+    resolved, problems = resolve_entries(list(args.datasets), args)
     if problems:
         raise DatasetUnavailable("\n".join(problems))
+    return resolved
 
 
 def check_datasets(args: EvalArguments) -> int:
@@ -59,6 +61,11 @@ def check_datasets(args: EvalArguments) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     from accelerate import PartialState
 
+    # The command's own choice: the offline world's evaluation sets (world_shapes, ..., the "world"
+    # collection) are names --datasets accepts. Importing the world registers them; the registry
+    # itself never imports it.
+    from .. import world  # noqa: F401
+
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_eval_args(argv)
     if args.check_data:
@@ -67,10 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..convert import load_model_or_convert
 
         args.model_name_or_path = load_model_or_convert(args.model_name_or_path)
-    check_inputs(args)
+    resolved = check_inputs(args)
     owned = not PartialState._shared_state
     try:
-        results = run_evaluation(args)
+        results = run_evaluation(args, resolved=resolved)
     finally:
         if owned and torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

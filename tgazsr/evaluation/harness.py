@@ -41,7 +41,7 @@ from .cache import (
     read_finished,
     write_finished,
 )
-from .datasets import DatasetUnavailable, EvalDataset, entry_problems, expand_entries, prepare_dataset
+from .datasets import DatasetUnavailable, EvalDataset, ResolvedEntry, expand_entries, prepare_dataset, resolve_entries
 from .model import NonFiniteError, check_finite_weights, load_model, model_fingerprint, normalization_of
 from .reports import averages, eps_label, result_key, sanity_line, write_reports
 
@@ -306,8 +306,13 @@ def _broadcast(obj, state):
     return box[0]
 
 
-def run_evaluation(args: EvalArguments, model: ZeroShotCLIP | None = None, tokenizer=None) -> dict:
+def run_evaluation(args: EvalArguments, model: ZeroShotCLIP | None = None, tokenizer=None,
+                   resolved: Sequence[ResolvedEntry] | None = None) -> dict:
     """Evaluate ``args.model_name_or_path`` (or a given ZeroShotCLIP and tokenizer) on ``args.datasets``.
+
+    ``resolved``: the entries of ``args.datasets`` as ``resolve_entries(args.datasets, args)`` gave
+    them (the evaluation command resolves them once to check them); without it they are resolved
+    here, once.
 
     Returns the results dict written to ``args.output_dir/results.json``: per dataset its clean
     accuracy, its robust accuracy per ``<attack>@<eps>`` column (fractions), its sanity record;
@@ -315,10 +320,13 @@ def run_evaluation(args: EvalArguments, model: ZeroShotCLIP | None = None, token
     """
     if not args.datasets:
         raise ValueError("Pass --datasets (registry names, collections or local paths), or use recipes/eval_tga16.yaml.")
-    entries = expand_entries(list(args.datasets))
-    unknown = entry_problems(entries, args)  # a typo fails now, not after hours of attacks on the other datasets
-    if unknown:
-        raise ValueError("\n".join(unknown))
+    if resolved is None:
+        resolved, unknown = resolve_entries(list(args.datasets), args)
+        if unknown:  # a typo fails now, not after hours of attacks on the other datasets
+            raise ValueError("\n".join(unknown))
+    elif [item.entry for item in resolved] != expand_entries(list(args.datasets)):
+        raise ValueError(f"run_evaluation(resolved=...) was given {[item.entry for item in resolved]}, "
+                         f"not the entries of --datasets {list(args.datasets)}.")
     state = _state(args)
     device = torch.device(args.device) if args.device else state.device
     if state.num_processes > 1 and args.device and device != state.device:
@@ -336,12 +344,12 @@ def run_evaluation(args: EvalArguments, model: ZeroShotCLIP | None = None, token
     tf32_before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(args.tf32)
     try:
-        return _run(args, entries, state, device, model, tokenizer, fingerprint)
+        return _run(args, list(resolved), state, device, model, tokenizer, fingerprint)
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before
 
 
-def _run(args, entries, state, device, model, tokenizer, fingerprint) -> dict:
+def _run(args, resolved: list[ResolvedEntry], state, device, model, tokenizer, fingerprint) -> dict:
     image_size = model.clip.config.vision_config.image_size
     metric = load_accuracy()
     model_name = args.model_name_or_path or "model"
@@ -357,11 +365,11 @@ def _run(args, entries, state, device, model, tokenizer, fingerprint) -> dict:
         "datasets": {},
         "errors": {},
     }
-    for entry in entries:
+    for item in resolved:
         data, error = None, None
         with state.main_process_first():  # the main process downloads and caches first
             try:
-                data = prepare_dataset(entry, args, image_size)
+                data = prepare_dataset(item, args, image_size)
             except DatasetUnavailable as err:
                 error = str(err)
         if state.num_processes > 1:  # every process skips a dataset that failed anywhere
@@ -371,8 +379,7 @@ def _run(args, entries, state, device, model, tokenizer, fingerprint) -> dict:
             error = errors[0] if errors else None
         if error is not None:
             logger.error("%s", error)
-            name = entry.split("=", 1)[0] if "=" in entry and not os.path.exists(entry) else entry
-            results["errors"][name] = error
+            results["errors"][item.error_key] = error
             continue
         key = dataset_key(args, fingerprint, data.identity(), prompt_token_ids(tokenizer, data.class_names, data.templates),
                           normalization_of(model), image_size, device.type)

@@ -36,7 +36,8 @@ What is built (:mod:`.build`; the sets are in :mod:`.sets`):
 - ``train/``: the stand-in for Tiny-ImageNet: 48 classes named "<colour> <shape>" (all 64
   colour-shape pairs except 16 held-out pairs), training prompt "This is a photo of a {}".
 - ``eval/<set>/``: zero-shot benchmarks, each registered in the benchmark registry as
-  ``world_<set>`` (class names, prompts, resize; ``tgazsr.data.registry``): ``objects`` (the
+  ``world_<set>`` when this package is imported (class names, prompts, resize;
+  ``tgazsr.data.registry``, which never imports the world itself): ``objects`` (the
   training vocabulary's test split) and the held-out ``shapes``, ``colours``, ``textures``,
   ``novel_pairs`` and ``sizes`` (registry collection ``"world"``). The held-out sets classify
   with vocabularies and prompts that are never labels of ``train/``; their words do occur in

@@ -4,7 +4,10 @@ Each evaluation set is described, for the evaluation harness, by a registry entr
 (:class:`tgazsr.data.registry.BenchmarkDataset` registered as ``world_<name>``: class names,
 prompt templates, resize, split and columns) and, for generation, by an :class:`EvalSet`
 (which attribute is the label, which colour-shape pairs may appear). The registry collection
-``"world"`` lists the held-out sets. Importing this module registers them.
+``"world"`` lists the held-out sets. Importing this module (it is imported with the package
+``tgazsr.world``) registers them through ``register_benchmark`` and ``register_collection``, the
+calls any other benchmark uses; looking a name up in the registry never imports the world, so
+whoever needs these names imports ``tgazsr.world`` first (the evaluation command does).
 
 ============  =======================================  =========  ==========
 set           prompt                                   classes    held out
