@@ -14,10 +14,12 @@ from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
 from tgazsr.errors import run_command
 from tgazsr.evaluation.arguments import EvalArguments, attack_flag_arguments
 from tgazsr.limits import Limits, _kind, declared_fields, limits_of, problems, setting
+from tgazsr.recipes import recipe_groups
 
 #: command -> (its main, the recipe groups it parses, arguments that make the rest of the recipe valid)
 COMMANDS = {
-    "train": ("tgazsr.train", (ModelArguments, DataArguments, RobustTrainingConfig), ["recipes/tga_zsr.yaml"]),
+    "train": ("tgazsr.train", recipe_groups((ModelArguments, DataArguments, RobustTrainingConfig)),
+              ["recipes/tga_zsr.yaml"]),
     "evaluate": ("tgazsr.evaluation.cli", (EvalArguments, attack_flag_arguments()), ["recipes/eval_tga16.yaml"]),
 }
 

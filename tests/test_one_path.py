@@ -27,7 +27,9 @@ from tgazsr.evaluation import (
     keyed_settings,
     run_evaluation,
 )
-from tgazsr.methods import METHODS, LossOutput, Method, get_method, register_method, unregister_method
+from tgazsr.limits import setting
+from tgazsr.methods import METHODS, LossOutput, Method, MethodConfig, get_method, register_method, unregister_method
+from tgazsr.objectives import register_objective, unregister_objective
 from tgazsr.recipes import parse_recipe
 from tgazsr.train import build_trainer
 
@@ -46,38 +48,109 @@ def _args(eval_world, out, **kw) -> EvalArguments:
 # --- a method is one definition ----------------------------------------------------------------
 
 
+@dataclass
+class ToyPullConfig(MethodConfig):
+    """The toy method's own settings: a weight (with its limits) and a prompt of its own."""
+
+    pull_weight: float = setting(0.5, "Toy: weight of the pull term ||e(x_adv) - e(x)||^2.", ge=0)
+    pull_prompt: str = setting("a blurry photo of a {}", "Toy: a second prompt the loss reads.", placeholders=1)
+
+
+SEEN_BY_OBJECTIVE: list[dict] = []
+
+
+def _away_from_reference(model, target):
+    """A toy objective that reads the frozen model: distance to its clean embedding, plus CE."""
+    SEEN_BY_OBJECTIVE.append({"reference": target.reference is not None,
+                              "embeds": target.reference_embeds is not None,
+                              "pull_weight": getattr(target.method_config, "pull_weight", None)})
+
+    def loss(x):
+        embeds = model(x).embeds
+        return (embeds - target.reference_embeds).pow(2).sum(-1) + F.cross_entropy(
+            model.logits(embeds, target.text_embeds), target.labels, reduction="none")
+
+    return loss
+
+
 def _toy_loss(view, cfg) -> LossOutput:
-    """Squared distance of the adversarial embedding to the clean one, plus CE."""
+    """CE, plus ``pull_weight`` times the squared distance of the adversarial embedding to the clean
+    one, plus a term on the method's own prompt."""
     logits = view.logits_fn(view.adv.embeds)
     ce = losses.cross_entropy(logits, view.labels)
     pull = (view.adv.embeds - view.clean.embeds).pow(2).sum(-1).mean()
-    return LossOutput(ce + 0.5 * pull, None, {"loss_ce": ce, "loss_pull": pull}, logits)
+    blurry = view.prompt_embeds["pull_prompt"][view.labels]
+    prompt = 1 - (view.clean.embeds * blurry).sum(-1).mean()
+    return LossOutput(ce + cfg.pull_weight * pull + 0.1 * prompt, None,
+                      {"loss_ce": ce, "loss_pull": pull, "loss_prompt": prompt}, logits)
 
 
 @pytest.fixture
 def toy_method():
+    register_objective("toy_away", reads_reference=True)(_away_from_reference)
     method = register_method(Method(
         name="toy_pull", title="Toy", description="A test method.", loss=_toy_loss, adversarial=True,
-        attack_objective="margin", uses_clean=True, fields=("alpha",), defaults={"alpha": 0.3},
-        loss_terms=("loss_ce", "loss_pull"),
+        attack_objective="toy_away", uses_clean=True, reference="clean", config=ToyPullConfig,
+        prompts=("pull_prompt",), loss_terms=("loss_ce", "loss_pull", "loss_prompt"),
     ))
+    SEEN_BY_OBJECTIVE.clear()
     yield method
     unregister_method("toy_pull")
+    unregister_objective("toy_away")
 
 
-def test_a_method_defined_in_a_test_trains_two_steps(toy_method, tiny_clip, saved_dataset, tmp_path):
-    argv = ["--method", "toy_pull", "--model_name_or_path", tiny_clip, "--dataset_name", saved_dataset,
-            "--output_dir", str(tmp_path), "--max_steps", "2", "--per_device_train_batch_size", "4", "--use_cpu",
-            "true", "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none", "--eval_split", ""]
+def test_a_method_defined_in_a_test_trains_two_steps(toy_method, tiny_clip, saved_dataset, tmp_path, capsys):
+    """A method with its own setting, loss term, prompt and an attack objective that reads the frozen
+    model: trained two steps from a recipe that sets the setting, shown by --help and in the card."""
+    recipe = tmp_path / "toy_pull.yaml"
+    recipe.write_text("method: toy_pull\npull_weight: 0.25\n")
+    out = tmp_path / "out"
+    argv = [str(recipe), "--model_name_or_path", tiny_clip, "--dataset_name", saved_dataset, "--output_dir", str(out),
+            "--max_steps", "2", "--per_device_train_batch_size", "4", "--use_cpu", "true", "--logging_steps", "1",
+            "--save_strategy", "no", "--report_to", "none", "--eval_split", "", "--disable_tqdm", "true"]
     model_args, data_args, cfg = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), argv)
-    assert cfg.alpha == 0.3  # the method's default for a field left empty
+    assert isinstance(cfg.method_config, ToyPullConfig)
+    assert (cfg.pull_weight, cfg.pull_prompt) == (0.25, "a blurry photo of a {}")  # the recipe's, the default
+
     trainer, _, _ = build_trainer(model_args, data_args, cfg)
     before = {k: v.clone() for k, v in trainer.model.clip.vision_model.state_dict().items()}
     trainer.train()
     after = trainer.model.clip.vision_model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     logged = [h for h in trainer.state.log_history if "loss" in h]
-    assert len(logged) == 2 and all({"loss_ce", "loss_pull", "adv_acc"} <= set(h) for h in logged)
+    assert len(logged) == 2 and all({"loss_ce", "loss_pull", "loss_prompt", "adv_acc"} <= set(h) for h in logged)
+    # The training attack ran the method's objective, with the frozen model and the method's settings.
+    assert SEEN_BY_OBJECTIVE and all(s == {"reference": True, "embeds": True, "pull_weight": 0.25}
+                                     for s in SEEN_BY_OBJECTIVE)
+
+    # The whole command: its --help lists the method's settings, its card shows the recipe's value.
+    from tgazsr.errors import run_command
+    from tgazsr.train import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = capsys.readouterr().out
+    assert "--pull_weight" in shown and "Toy: weight of the pull term" in shown and "toy_pull 0.5" in shown
+    assert run_command(main, argv) == 0
+    card = (out / "README.md").read_text()
+    assert "pull_weight" in card and "0.25" in card
+    recorded = json.loads((out / "tgazsr_recipe.json").read_text())
+    assert recorded["method"] == {"pull_weight": 0.25, "pull_prompt": "a blurry photo of a {}"}
+
+
+def test_a_method_setting_given_to_another_method_is_an_error(toy_method, capsys):
+    from tgazsr.errors import run_command
+    from tgazsr.train import main
+
+    assert run_command(main, ["recipes/tecoa.yaml", "--pull_weight", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "pull_weight is a setting of toy_pull, not of method tecoa" in err and "--method toy_pull" in err
+    assert run_command(main, ["recipes/tga_zsr.yaml", "--method", "toy_pull", "--pull_weight", "-1"]) == 2
+    assert "pull_weight = -1.0 is out of range: it must be >= 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="alpha is a setting of"):
+        RobustTrainingConfig(output_dir="x", method="toy_pull", use_cpu=True, alpha=0.1)
+    cfg = RobustTrainingConfig(output_dir="x", method="toy_pull", use_cpu=True, pull_weight=2.0)
+    assert cfg.pull_weight == 2.0 and cfg.method_settings() == {"pull_weight": 2.0, "pull_prompt": "a blurry photo of a {}"}
 
 
 def test_unknown_method_names_the_registered_ones():
@@ -91,10 +164,12 @@ def test_every_method_carries_its_metadata():
         assert method.title and method.description and method.loss_terms
         assert method.paper is not None and method.paper.url.startswith("https://arxiv.org/abs/")
         assert "@" in method.citation()
-        cfg_fields = {f.name for f in dataclasses.fields(RobustTrainingConfig)} | {
-            f.name for f in dataclasses.fields(DataArguments)}
-        assert set(method.fields) <= cfg_fields, method.name
-    assert get_method("vision_attention").needs_attentions and get_method("comp_tga").needs_negated_prompt
+        if method.config is not None:  # every setting has help text, and its default passes its own checks
+            assert all(f.metadata.get("help") for f in dataclasses.fields(method.config)), method.name
+            assert dataclasses.asdict(method.make_config()) == dataclasses.asdict(method.config())
+    assert get_method("vision_attention").needs_attentions and get_method("comp_tga").prompts == (
+        "negated_prompt_template",)
+    assert get_method("tga_zsr").make_config().alpha == 0.08 and get_method("comp_tga").make_config().alpha == 0.10
 
 
 # --- an attack is one registration ----------------------------------------------------------------
@@ -272,7 +347,7 @@ def test_pmg_aft_kl_terms_are_the_released_code_calls():
     def cosine_logits(e, scale=True):
         return F.normalize(e, dim=-1) @ text.t()
 
-    view = StepView(labels=labels, text_embeds=text, negated_text_embeds=None, logits_fn=cosine_logits,
+    view = StepView(labels=labels, text_embeds=text, logits_fn=cosine_logits,
                     logit_scale=torch.tensor(100.0), image_size=32, adv=ImageEncoding(adv), clean=ImageEncoding(clean),
                     ref_adv=ImageEncoding(ref_adv), ref_clean=None, scale=False)
     cfg = RobustTrainingConfig(output_dir="unused", method="pmg_aft", use_cpu=True)

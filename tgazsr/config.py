@@ -1,20 +1,25 @@
-"""Configuration dataclasses. Every number a method uses is a field here, with a default that
-matches ``METHOD.md`` (the reference code's behaviour) and a help string.
+"""Configuration dataclasses of training, each field with a default that matches ``METHOD.md``
+(the reference code's behaviour), a help string and its declared limits (``tgazsr.limits``).
 
 Three groups, parsed together from a YAML recipe plus command-line overrides
 (see ``tgazsr.recipes``): ``ModelArguments``, ``DataArguments`` and ``RobustTrainingConfig``,
-which extends ``transformers.TrainingArguments``.
+which extends ``transformers.TrainingArguments``. Each method's own settings are its module's
+dataclass (``Method.config``): the recipe parser adds them as a fourth group
+(:meth:`RobustTrainingConfig.extra_recipe_groups`, ``tgazsr.methods.fields``), and the chosen
+method's settings become ``cfg.method_config``, read as ``cfg.<field>``. This module names no
+method and no method's setting.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from .attention import ATTENTION_NORMS
-from .losses import DISTANCE_METRICS
-from .methods import METHODS, get_method
+from .methods import DEFAULT_METHOD, METHODS, get_method, method_arguments, method_config
+from .methods.fields import is_method_arguments
 from .modeling import PIXEL_NORMALIZATIONS
 from .objectives import OBJECTIVES
 from .errors import budget_unit_problem
@@ -98,10 +103,6 @@ class DataArguments:
         default="This is a photo of a {}",
         metadata={"help": "Prompt for the class text embeddings; '{}' is replaced by the class name."},
     )
-    negated_prompt_template: str = field(
-        default="This is not a photo of a {}",
-        metadata={"help": "Comp-TGA's complementary prompt."},
-    )
     resize_mode: str = field(
         default="shorter_side_crop",
         metadata={
@@ -149,10 +150,15 @@ class DataArguments:
 
 @dataclass
 class RobustTrainingConfig(TrainingArguments):
-    """TrainingArguments plus the method's fields. Defaults are TGA-ZSR's reference run."""
+    """TrainingArguments plus the attack and evaluation settings; the chosen method's own settings
+    are ``method_config`` (its ``Method.config``), read as attributes: ``cfg.alpha``.
+
+    Built directly, it takes the method's settings as keyword arguments too
+    (``RobustTrainingConfig(method="pmg_aft", kl_reduction="mean")``) or ready-made
+    (``method_config=PMGAFTConfig(...)``); a setting the method does not read is an error."""
 
     method: str = field(
-        default="tga_zsr",
+        default=DEFAULT_METHOD,
         metadata={"help": f"Training method: one of {', '.join(METHODS)} (tgazsr.methods)."},
     )
     train_eps: float = field(
@@ -177,49 +183,7 @@ class RobustTrainingConfig(TrainingArguments):
         metadata={
             "help": f"Objective the training attack maximizes, one of {', '.join(OBJECTIVES)} (tgazsr.objectives): "
             "'ce' zero-shot cross-entropy, 'margin' CW margin, 'contrastive' in-batch CLIP loss, 'fare' embedding "
-            "distance to the frozen model. Empty: the method's own (fare for FARE, contrastive for FT-Adv, ce "
-            "otherwise)."
-        },
-    )
-    alpha: float | None = field(
-        default=None,
-        metadata={"help": "Weight of the attention refinement loss L_AR. Empty: 0.08 (TGA-ZSR), 0.10 (Comp-TGA)."},
-    )
-    beta: float | None = field(
-        default=None,
-        metadata={"help": "Weight of the attention model-constraint loss L_AMC. Empty: 0.05 (TGA-ZSR), 0.07 (Comp-TGA)."},
-    )
-    distance_metric: str = field(
-        default="l2", metadata={"help": f"Distance between attention maps: one of {DISTANCE_METRICS}."}
-    )
-    attention_norm: str = field(
-        default="token_axis",
-        metadata={
-            "help": "Normalization of projected tokens before text-guided attention: 'token_axis' (reference: each "
-            "feature over the 1+N tokens) or 'per_token' (cosine per patch)."
-        },
-    )
-    kl_weight_general: float = field(
-        default=1.0, metadata={"help": "PMG-AFT: weight of KL(p_theta0(x_adv) || p_theta(x_adv))."}
-    )
-    kl_weight_clean: float = field(
-        default=1.0, metadata={"help": "PMG-AFT: weight of KL(p_theta(x) || p_theta(x_adv))."}
-    )
-    kl_reduction: str = field(
-        default="sum", metadata={"help": "PMG-AFT: 'sum' the KL terms over the batch (released code) or 'mean'."}
-    )
-    kl_detach_target: bool = field(
-        default=False,
-        metadata={
-            "help": "PMG-AFT: detach the clean target p_theta(x) of the second KL term (released code: no, "
-            "gradients flow through both sides)."
-        },
-    )
-    pmg_logit_scale: bool = field(
-        default=False,
-        metadata={
-            "help": "PMG-AFT: scale its logits by the model's logit scale. Released code: no (plain cosine "
-            "similarities, temperature 1)."
+            "distance to the frozen model. Empty: the method's own (its Method.attack_objective)."
         },
     )
     eval_max_samples: int = field(
@@ -294,17 +258,13 @@ class RobustTrainingConfig(TrainingArguments):
                 pass
             raise_problems(bad)
         method = get_method(self.method)  # an unknown name is an error naming the closest
-        for name, value in method.defaults.items():
-            if getattr(self, name) is None:
-                setattr(self, name, value)
-        if self.distance_metric not in DISTANCE_METRICS:
-            raise ValueError(f"distance_metric must be one of {DISTANCE_METRICS}, got {self.distance_metric!r}.")
-        if self.attention_norm not in ATTENTION_NORMS:
-            raise ValueError(f"attention_norm must be one of {ATTENTION_NORMS}, got {self.attention_norm!r}.")
+        ready, given = self.__dict__.pop("_method_settings", (None, {}))
+        if ready is not None and given:
+            raise ValueError(f"Give the method's settings either as method_config or as keyword arguments, not both "
+                             f"(got method_config and {', '.join(given)}).")
+        self.method_config = ready if ready is not None else method_config(method, given)
         if self.nonfinite_loss not in ("stop", "skip"):
             raise ValueError(f"nonfinite_loss must be 'stop' or 'skip', got {self.nonfinite_loss!r}.")
-        if self.kl_reduction not in ("sum", "mean"):
-            raise ValueError(f"kl_reduction must be 'sum' or 'mean', got {self.kl_reduction!r}.")
         if self.attack_loss is not None and self.attack_loss not in OBJECTIVES:
             raise ValueError(f"attack_loss must be one of {', '.join(OBJECTIVES)}, got {self.attack_loss!r}.")
         if self.train_eps < 0 or self.train_numsteps < 0 or self.train_stepsize < 0:
@@ -317,8 +277,65 @@ class RobustTrainingConfig(TrainingArguments):
             self.ddp_find_unused_parameters = False
         super().__post_init__()
 
+    # --- the method's settings ------------------------------------------------------------------
+    @classmethod
+    def extra_recipe_groups(cls) -> tuple[type, ...]:
+        """The groups ``parse_recipe`` parses beside this one: every registered method's settings."""
+        reserved = {f.name: c.__name__ for c in (ModelArguments, DataArguments, cls) for f in dataclasses.fields(c)}
+        return (method_arguments(reserved),)
+
+    def _method_fields(self) -> tuple[str, ...]:
+        settings = self.__dict__.get("method_config")
+        if settings is None:
+            return ()
+        return tuple(settings) if isinstance(settings, dict) else tuple(f.name for f in dataclasses.fields(settings))
+
+    def __getattr__(self, name: str):
+        # Called only when ordinary lookup fails: the chosen method's settings read as attributes.
+        if not name.startswith("__") and name in self._method_fields():
+            settings = self.__dict__["method_config"]
+            return settings[name] if isinstance(settings, dict) else getattr(settings, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in self._method_fields() and name not in self.__dict__:
+            settings = self.__dict__["method_config"]
+            if isinstance(settings, dict):
+                settings[name] = value
+            else:
+                setattr(settings, name, value)
+            return
+        super().__setattr__(name, value)
+
+    def __getstate__(self):
+        # Pickled (training_args.bin) with the method's settings as a plain dict: no method class needed to read it.
+        state = dict(self.__dict__)
+        settings = state.get("method_config")
+        if settings is not None and not isinstance(settings, dict):
+            state["method_config"] = dataclasses.asdict(settings)
+        return state
+
+    def __setstate__(self, state):
+        settings = state.get("method_config")
+        if isinstance(settings, dict) and state.get("method") in METHODS:
+            try:
+                state = {**state, "method_config": get_method(state["method"]).make_config(**settings)}
+            except (TypeError, ValueError):
+                pass  # a method whose settings changed since: keep the recorded values as they were
+        self.__dict__.update(state)
+
+    def method_settings(self) -> dict:
+        """The chosen method's settings as a dict (empty for a method without any)."""
+        settings = self.__dict__.get("method_config")
+        if settings is None:
+            return {}
+        return dict(settings) if isinstance(settings, dict) else dataclasses.asdict(settings)
+
     def check_recipe(self, parsed: tuple) -> None:
         """Called by ``parse_recipe`` with every parsed group: the checks that span groups."""
+        given = next((p for p in parsed if is_method_arguments(p)), None)
+        if given is not None:  # the method's settings from the recipe and the command line
+            self.method_config = method_config(get_method(self.method), dataclasses.asdict(given))
         model_args = next((p for p in parsed if isinstance(p, ModelArguments)), None)
         data_args = next((p for p in parsed if isinstance(p, DataArguments)), None)
         if model_args is not None and data_args is not None:
@@ -338,8 +355,6 @@ declare_limits(
 declare_limits(
     DataArguments,
     prompt_template=Limits(placeholders=1, hint="Write it with one '{}', e.g. --prompt_template 'This is a photo of a {}'."),
-    negated_prompt_template=Limits(
-        placeholders=1, hint="Write it with one '{}', e.g. --negated_prompt_template 'This is not a photo of a {}'."),
     resize_mode=Limits(choices=("shorter_side_crop", "square")), max_train_samples=_POSITIVE_INT,
     synthetic_seed=_COUNT,
 )
@@ -347,9 +362,7 @@ declare_limits(
     RobustTrainingConfig,
     # tgazsr's own fields (budgets in units of 1/255; the unit check is budget_unit_problem)
     train_eps=Limits(ge=0), train_numsteps=_COUNT, train_stepsize=Limits(ge=0),
-    attack_loss=Limits(choices=OBJECTIVES), alpha=Limits(ge=0), beta=Limits(ge=0),
-    distance_metric=Limits(choices=tuple(DISTANCE_METRICS)), attention_norm=Limits(choices=tuple(ATTENTION_NORMS)),
-    kl_weight_general=Limits(ge=0), kl_weight_clean=Limits(ge=0), kl_reduction=Limits(choices=("sum", "mean")),
+    attack_loss=Limits(choices=OBJECTIVES),
     eval_max_samples=Limits(ge=0, hint="Set N >= 1 (the first N samples), or 0 (skip the check on eval_split; every "
                             "sample of eval_datasets)."), eval_attack_steps=_COUNT, eval_attack_stepsize=Limits(gt=0),
     eval_steps_max_samples=_POSITIVE_INT, nonfinite_loss=Limits(choices=("stop", "skip")),
@@ -364,6 +377,22 @@ declare_limits(
 )
 for _cls in (ModelArguments, DataArguments, RobustTrainingConfig):
     with_limits_in_help(_cls)
+
+
+def _taking_method_settings(init):
+    """``RobustTrainingConfig.__init__`` that also takes the method's settings (see its docstring)."""
+    names = {f.name for f in dataclasses.fields(RobustTrainingConfig) if f.init}
+
+    @functools.wraps(init)
+    def __init__(self, *args, method_config=None, **kwargs):
+        settings = {k: kwargs.pop(k) for k in [k for k in kwargs if k not in names]}
+        self.__dict__["_method_settings"] = (method_config, settings)
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+RobustTrainingConfig.__init__ = _taking_method_settings(RobustTrainingConfig.__init__)
 
 # --- validation of the whole recipe, before any model or data is loaded ---------------------------
 
@@ -491,12 +520,6 @@ def validate(model_args: ModelArguments, data_args: DataArguments, cfg: RobustTr
             f"attn_implementation = {attn!r} with method {cfg.method}: the method reads the vision tower's "
             "attention weights, which only eager attention returns. Remove --attn_implementation (it defaults to "
             "eager for this method) or set --attn_implementation eager."
-        )
-    if method.needs_negated_prompt and "{}" not in data_args.negated_prompt_template:
-        problems.append(
-            f"negated_prompt_template = {data_args.negated_prompt_template!r} has no '{{}}' for the class name: "
-            f"every class would get the same complementary prompt in {cfg.method}. Write it with '{{}}', e.g. "
-            "--negated_prompt_template 'This is not a photo of a {}'."
         )
     problems += data_args.problems()
     raise_problems(problems)

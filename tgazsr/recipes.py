@@ -283,13 +283,27 @@ def apply_env(recipe: dict, recipe_path: str) -> None:
         os.environ[str(key)] = str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def recipe_groups(dataclass_types: Sequence[type]) -> list[type]:
+    """``dataclass_types`` and the groups they bring along: a group with a classmethod
+    ``extra_recipe_groups()`` is parsed with those too (training brings every method's settings);
+    their instances reach the groups' ``check_recipe`` but are not returned."""
+    groups = list(dataclass_types)
+    for group in dataclass_types:
+        extra = getattr(group, "extra_recipe_groups", None)
+        if callable(extra):
+            groups += [g for g in extra() if g not in groups]
+    return groups
+
+
 def parse_recipe(dataclass_types: Sequence[type], argv: Sequence[str] | None = None):
     """Parse ``[recipe.yaml | --config recipe.yaml] [--field value ...]`` into instances of ``dataclass_types``.
 
     Keys and flags may be spelled with dashes or underscores; a recipe's ``env:`` block sets
-    environment variables; unknown keys and keys given twice are errors."""
+    environment variables; unknown keys and keys given twice are errors. Groups that
+    ``dataclass_types`` bring along (:func:`recipe_groups`) are parsed too and handed to their
+    ``check_recipe``; one instance per type of ``dataclass_types`` is returned, in order."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _Parser(list(dataclass_types), prog=_prog())
+    parser = _Parser(recipe_groups(dataclass_types), prog=_prog())
     valid = _valid_fields(parser)
     recipe_args: list[str] = []
     recipe_path = _take_config(argv)
@@ -321,4 +335,4 @@ def parse_recipe(dataclass_types: Sequence[type], argv: Sequence[str] | None = N
         if callable(check):
             with refused_settings(valid):
                 check(tuple(parsed))
-    return tuple(parsed)
+    return tuple(parsed[: len(dataclass_types)])

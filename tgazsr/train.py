@@ -82,9 +82,8 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: Rob
     model.freeze_all_but_vision(model_args.trainable_last_k)
     reference = model.frozen_copy()
     text = model.class_embeddings(train.class_names, [data_args.prompt_template], tokenizer)
-    negated = None
-    if method.needs_negated_prompt:
-        negated = model.class_embeddings(train.class_names, [data_args.negated_prompt_template], tokenizer)
+    prompt_embeds = {name: model.class_embeddings(train.class_names, [getattr(cfg, name)], tokenizer)
+                     for name in method.prompts}  # the method's own prompts (Comp-TGA's complementary one)
     if model_args.use_peft:
         apply_lora(model, model_args)
 
@@ -92,6 +91,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: Rob
         "model": dataclasses.asdict(model_args),
         "data": dataclasses.asdict(data_args),
         "training": {k: v for k, v in cfg.to_dict().items() if not k.startswith("_") and "token" not in k},
+        "method": cfg.method_settings(),
     }
     if cfg.eval_strategy != "no" and not cfg.eval_datasets:
         raise PreflightError(f"eval_strategy {cfg.eval_strategy} evaluates robust accuracy while training on "
@@ -102,7 +102,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: Rob
         method=method,
         reference=reference,
         text_embeds=text,
-        negated_text_embeds=negated,
+        prompt_embeds=prompt_embeds,
         image_size=image_size,
         recipe=recipe,
         train_dataset=train.dataset,

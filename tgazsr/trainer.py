@@ -57,7 +57,7 @@ class RobustCLIPTrainer(Trainer):
         method: Method,
         reference: FrozenImageEncoder,
         text_embeds: torch.Tensor,
-        negated_text_embeds: torch.Tensor | None = None,
+        prompt_embeds: dict[str, torch.Tensor] | None = None,
         image_size: int | None = None,
         recipe: dict | None = None,
         **kwargs,
@@ -72,7 +72,7 @@ class RobustCLIPTrainer(Trainer):
             keep_frozen_parts_whole(self.accelerator, model)
         self.ref_model = self.accelerator.prepare_model(reference, evaluation_mode=True)
         self.text_embeds = text_embeds.to(self.args.device)
-        self.negated_text_embeds = None if negated_text_embeds is None else negated_text_embeds.to(self.args.device)
+        self.prompt_embeds = {k: v.to(self.args.device) for k, v in (prompt_embeds or {}).items()}
         self.image_size = image_size or model.clip.config.vision_config.image_size
         self.recipe = recipe or {}
         self._metric_names: tuple[str, ...] = ()
@@ -148,7 +148,6 @@ class RobustCLIPTrainer(Trainer):
         view = StepView(
             labels=labels,
             text_embeds=self.text_embeds,
-            negated_text_embeds=self.negated_text_embeds,
             logits_fn=lambda embeds, scale=True: unwrapped.logits(embeds, self.text_embeds, scale),
             logit_scale=unwrapped.logit_scale.detach(),
             image_size=self.image_size,
@@ -157,6 +156,7 @@ class RobustCLIPTrainer(Trainer):
             ref_adv=ref_adv,
             ref_clean=ref_clean,
             scale=method.uses_logit_scale(self.args),
+            prompt_embeds=self.prompt_embeds,
         )
         out = method.loss(view, self.args)
 

@@ -10,6 +10,7 @@ from .base import (
     METHODS,
     LossOutput,
     Method,
+    MethodConfig,
     Paper,
     StepView,
     get_method,
@@ -22,5 +23,10 @@ from . import finetune, tecoa, pmg_aft, fare, attention_guided  # noqa: E402,F40
 _ORDER = ("ft_clean", "ft_adv", "tecoa", "pmg_aft", "fare", "vision_attention", "tga_zsr", "comp_tga")
 METHODS.order(_ORDER)
 
-__all__ = ["METHODS", "LossOutput", "Method", "Paper", "StepView", "get_method", "register_method",
-           "unregister_method"]
+#: ``--method`` when a recipe names none: the paper's method.
+DEFAULT_METHOD = "tga_zsr"
+
+from .fields import method_arguments, method_config  # noqa: E402
+
+__all__ = ["DEFAULT_METHOD", "METHODS", "LossOutput", "Method", "MethodConfig", "Paper", "StepView", "get_method",
+           "method_arguments", "method_config", "register_method", "unregister_method"]

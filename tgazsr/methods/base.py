@@ -7,14 +7,17 @@ Every method shares one training step (``RobustCLIPTrainer.compute_loss``):
 4. the method's loss terms from a :class:`StepView` of those outputs.
 
 A :class:`Method` holds everything specific to one method: its name and titles, its paper and
-citation, the config fields it reads and their method-specific defaults, its attack objective,
-which halves and reference inputs it needs, its attention kind, its logit-scale policy and its
-loss. Config validation, ``--help``, the model card, the mini table and the tests all read the
-registry, so a new method is one module that calls :func:`register_method` (plus a recipe).
+citation, its own settings (``config``: a dataclass of fields with help text, defaults, declared
+limits and its own checks), its attack objective, which halves and reference inputs it needs, the
+extra prompts it embeds, its attention kind, its logit-scale policy and its loss. The recipe
+parser, ``--help``, validation, the model card, the mini table and the tests all read the
+registry (:mod:`tgazsr.methods.fields`), so a new method is one module that calls
+:func:`register_method` (plus a recipe).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -39,7 +42,6 @@ class StepView:
 
     labels: torch.Tensor
     text_embeds: torch.Tensor  # (C, D) normalized class embeddings
-    negated_text_embeds: torch.Tensor | None  # (C, D), Comp-TGA only
     logits_fn: Callable[..., torch.Tensor]  # (image_embeds, scale=True) -> zero-shot logits
     logit_scale: torch.Tensor
     image_size: int
@@ -48,6 +50,9 @@ class StepView:
     ref_adv: ImageEncoding | None  # frozen model on x_adv
     ref_clean: ImageEncoding | None  # frozen model on x
     scale: bool = True  # the method's logit-scale policy for this run (Method.uses_logit_scale)
+    #: The class embeddings of each extra prompt the method declares (``Method.prompts``), by the name
+    #: of the config field holding its template: (C, D) each.
+    prompt_embeds: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -63,6 +68,21 @@ class LossOutput:
 
 
 LossFn = Callable[[StepView, Any], LossOutput]
+
+
+class MethodConfig:
+    """Base of a method's settings dataclass: declared limits (``tgazsr.limits.setting``) are checked
+    when it is built, then :meth:`problems` (override it for checks across its fields)."""
+
+    def __post_init__(self):
+        from ..limits import problems as limit_problems
+        from ..recipes import raise_problems
+
+        raise_problems(limit_problems(self) or self.problems())
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings beyond their declared limits (empty: nothing)."""
+        return []
 ATTENTION_KINDS = (None, "text", "complementary", "vision")
 REFERENCE_INPUTS = (None, "clean", "adv")
 
@@ -73,15 +93,18 @@ class Method:
 
     name: the ``--method`` value (and the recipe's file name). title: as in the paper's table.
     description: one sentence for the model card. paper: where it comes from (None: ours).
-    loss: ``(StepView, config) -> LossOutput``. adversarial: trains on attacked images.
-    attack_objective: the training attack's default objective (``tgazsr.objectives``).
-    uses_clean: the clean batch goes through the trained model too. reference: which images the
-    frozen model sees (None, 'clean' or 'adv'). attention: None, 'text', 'complementary' or
-    'vision' (the last needs eager attention). fields: the config fields it reads (shown in the
-    model card and taken from its recipe by the mini table). defaults: method-specific values
-    of config fields left empty (the loss weights). logit_scale_field: a boolean config field
-    that decides whether its logits are scaled by the logit scale (None: always scaled).
-    loss_terms: the names its loss logs.
+    loss: ``(StepView, config) -> LossOutput``; ``config`` is the training config, whose method
+    fields are read as attributes (``cfg.alpha``). config: the method's settings, a dataclass
+    (subclass :class:`MethodConfig` for its limits and checks); its fields are recipe keys and
+    flags of ``tgazsr train``, shown by ``--help`` and in the model card. adversarial: trains on
+    attacked images. attack_objective: the training attack's default objective
+    (``tgazsr.objectives``; one that ``reads_reference`` gets the frozen model). uses_clean: the
+    clean batch goes through the trained model too. reference: which images the frozen model sees
+    (None, 'clean' or 'adv'). prompts: fields of ``config`` holding prompt templates whose class
+    embeddings the loss reads as ``view.prompt_embeds[field]``. attention: None, 'text',
+    'complementary' or 'vision' (the last needs eager attention). logit_scale_field: a boolean
+    field of ``config`` that decides whether its logits are scaled by the logit scale (None:
+    always scaled). loss_terms: the names its loss logs.
     """
 
     name: str
@@ -93,8 +116,8 @@ class Method:
     uses_clean: bool = False
     reference: str | None = None
     attention: str | None = None
-    fields: tuple[str, ...] = ()
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    config: type | None = None
+    prompts: tuple[str, ...] = ()
     logit_scale_field: str | None = None
     loss_terms: tuple[str, ...] = ()
     paper: Paper | None = None
@@ -108,6 +131,24 @@ class Method:
             raise ValueError(f"Method {self.name!r} is adversarial but names no attack objective.")
         if not self.adversarial and not self.uses_clean:
             raise ValueError(f"Method {self.name!r} uses neither adversarial nor clean images.")
+        if self.config is not None and not dataclasses.is_dataclass(self.config):
+            raise ValueError(f"Method {self.name!r}: config must be a dataclass of its settings.")
+        for name in self.prompts + ((self.logit_scale_field,) if self.logit_scale_field else ()):
+            if name not in self.fields:
+                raise ValueError(f"Method {self.name!r} names {name!r}, which is not a field of its config.")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The names of its settings (the fields of ``config``)."""
+        return tuple(f.name for f in dataclasses.fields(self.config)) if self.config is not None else ()
+
+    def make_config(self, **values) -> Any:
+        """Its settings: ``config``'s defaults updated by ``values`` (checked by the config itself)."""
+        if self.config is None:
+            if values:
+                raise ValueError(f"Method {self.name!r} has no settings; got {', '.join(values)}.")
+            return None
+        return self.config(**values)
 
     @property
     def needs_tokens(self) -> bool:
@@ -117,10 +158,6 @@ class Method:
     def needs_attentions(self) -> bool:
         """Attention weights: the model must be loaded with eager attention."""
         return self.attention == "vision"
-
-    @property
-    def needs_negated_prompt(self) -> bool:
-        return self.attention == "complementary"
 
     @property
     def accuracy_name(self) -> str:

@@ -10,9 +10,28 @@ the logits are plain cosines (``pmg_logit_scale``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .. import losses
-from .base import LossOutput, Method, StepView, register_method
+from ..limits import setting
+from .base import LossOutput, Method, MethodConfig, StepView, register_method
 from .papers import PMG_AFT
+
+
+@dataclass
+class PMGAFTConfig(MethodConfig):
+    """PMG-AFT's settings; the defaults are its released code's."""
+
+    kl_weight_general: float = setting(1.0, "PMG-AFT: weight of KL(p_theta0(x_adv) || p_theta(x_adv)).", ge=0)
+    kl_weight_clean: float = setting(1.0, "PMG-AFT: weight of KL(p_theta(x) || p_theta(x_adv)).", ge=0)
+    kl_reduction: str = setting("sum", "PMG-AFT: 'sum' the KL terms over the batch (released code) or 'mean'.",
+                                choices=("sum", "mean"))
+    kl_detach_target: bool = setting(
+        False, "PMG-AFT: detach the clean target p_theta(x) of the second KL term (released code: no, gradients "
+        "flow through both sides).")
+    pmg_logit_scale: bool = setting(
+        False, "PMG-AFT: scale its logits by the model's logit scale. Released code: no (plain cosine "
+        "similarities, temperature 1).")
 
 
 def pmg_aft_loss(view: StepView, cfg) -> LossOutput:
@@ -34,7 +53,6 @@ PMG_AFT_METHOD = register_method(Method(
     description="Pre-trained model guided adversarial fine-tuning: CE plus KL(p_theta0(x_adv) || p_theta(x_adv)) "
     "and KL(p_theta(x) || p_theta(x_adv)).",
     loss=pmg_aft_loss, adversarial=True, attack_objective="ce", uses_clean=True, reference="adv",
-    fields=("kl_weight_general", "kl_weight_clean", "kl_reduction", "kl_detach_target", "pmg_logit_scale"),
-    logit_scale_field="pmg_logit_scale", loss_terms=("loss_ce", "loss_kl_general", "loss_kl_clean"),
+    config=PMGAFTConfig, logit_scale_field="pmg_logit_scale", loss_terms=("loss_ce", "loss_kl_general", "loss_kl_clean"),
     paper=PMG_AFT,
 ))
