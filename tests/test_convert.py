@@ -475,6 +475,14 @@ def test_the_shipped_zoo_file():
         assert all(r.url.startswith("https://") and r.task and r.datasets and r.attack for r in entry.reported)
 
 
+def test_the_zoo_is_package_data():
+    from pathlib import Path
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    line = next(line for line in pyproject.splitlines() if line.startswith("tgazsr = ["))
+    assert '"convert/*.yaml"' in line and cv.ZOO_FILE.name == "zoo.yaml" and cv.ZOO_FILE.parent.name == "convert"
+
+
 _GOOD_ENTRY = """\
 my-clip:
   source: hf-hub:someone/my-clip
