@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from conftest import CLASS_NAMES
 from tgazsr import convert as cv
+from tgazsr.convert import writing
 from tgazsr.errors import UserError
 from tgazsr.modeling import _features
 
@@ -458,6 +459,112 @@ def test_the_zoo():
     assert all(f"`{n}`" in table for n in cv.ZOO)
 
 
+def test_the_shipped_zoo_file():
+    # threat models parsed from "k/255", papers the shared citations, every number's page a public address
+    from tgazsr.papers import FARE, TECOA, TGA_ZSR
+
+    assert cv.read_zoo(cv.ZOO_FILE) == cv.ZOO
+    fare2, tecoa4, tga = cv.ZOO["fare2-clip"], cv.ZOO["tecoa4-clip"], cv.ZOO["tga-zsr-vit-b-32"]
+    assert fare2.threat_model == cv.ThreatModel("Linf", 2 / 255) and str(fare2.threat_model) == "Linf 2/255"
+    assert fare2.eps == pytest.approx(2) and tga.eps == pytest.approx(1)
+    assert fare2.paper is FARE and tecoa4.paper is TECOA and tecoa4.released_by is FARE and tga.paper is TGA_ZSR
+    assert fare2.training_data == "ImageNet" and tga.training_data == "Tiny-ImageNet"
+    assert fare2.reported[0].clean == 67.0 and fare2.reported[0].robust[0] == (cv.ThreatModel("Linf", 2 / 255), 43.1)
+    assert cv.ZOO["fare4-vit-b-16-laion2b"].reported == ()  # no number confirmed: none given
+    for entry in cv.ZOO.values():
+        assert all(r.url.startswith("https://") and r.task and r.datasets and r.attack for r in entry.reported)
+
+
+def test_the_zoo_is_package_data():
+    from pathlib import Path
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    line = next(line for line in pyproject.splitlines() if line.startswith("tgazsr = ["))
+    assert '"convert/*.yaml"' in line and cv.ZOO_FILE.name == "zoo.yaml" and cv.ZOO_FILE.parent.name == "convert"
+
+
+_GOOD_ENTRY = """\
+my-clip:
+  source: hf-hub:someone/my-clip
+  architecture: ViT-B/32 (OpenAI init)
+  method: TeCoA
+  threat_model: {norm: Linf, eps: EPS}
+  training_data: ImageNet
+  paper: TECOA
+  quick_gelu: true
+  tokenizer: openai/clip-vit-base-patch32
+  confirmed: https://example.org/card shows the radius
+  reported:
+    - url: https://example.org/card
+      shows: its table
+      task: zero-shot classification
+      datasets: CIFAR-10
+      attack: PGD-10
+      clean: 80.5
+      robust:
+        - {norm: L2, eps: 0.5, accuracy: 40}
+"""
+
+
+def _zoo_file(tmp_path, text):
+    path = tmp_path / "zoo.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_zoo_file_validation_names_the_file_and_the_field(tmp_path):
+    zoo = cv.read_zoo(_zoo_file(tmp_path, _GOOD_ENTRY.replace("EPS", "4/255")))
+    entry = zoo["my-clip"]
+    assert entry.threat_model.eps == pytest.approx(4 / 255) and entry.paper.title.startswith("Understanding")
+    assert entry.reported[0].robust[0] == (cv.ThreatModel("L2", 0.5), 40.0)
+    assert cv.read_zoo(_zoo_file(tmp_path, _GOOD_ENTRY.replace("EPS", "0.0156"))) \
+        ["my-clip"].threat_model.eps == pytest.approx(0.0156)  # a number is the radius itself
+    good = _GOOD_ENTRY.replace("EPS", "4/255")
+    bad = {  # a part of the good file -> (its replacement, what the error says)
+        "eps: 4/255": ("eps: 4", "my-clip.threat_model.eps: 4 is not a radius"),  # units of 1/255 as a radius
+        "eps: 4/255}": ("eps: four/255}", "my-clip.threat_model.eps: expected a fraction"),
+        "norm: Linf": ("norm: Lx", "my-clip.threat_model.norm: expected one of Linf, L2"),
+        "paper: TECOA": ("paper: NOBODY", "my-clip.paper: no paper 'NOBODY'"),
+        "quick_gelu: true": ("quick_gelu: yes please", "my-clip.quick_gelu: expected bool"),
+        "  tokenizer: openai/clip-vit-base-patch32\n": ("", "my-clip.tokenizer: missing"),
+        "clean: 80.5": ("clean: 180.5", "my-clip.reported[0].clean: expected an accuracy in percent"),
+        "url: https://example.org/card\n": ("url: http://example.org/card\n",
+                                            "my-clip.reported[0].url: expected a public https://"),
+        "source: hf-hub:someone/my-clip": ("source: someone/my-clip", "my-clip.source: expected hf-hub:ORG/NAME"),
+        "my-clip:": ("My CLIP:", "My CLIP: a zoo name is lower-case"),
+    }
+    for old, (new, message) in bad.items():
+        assert old in good, old
+        path = _zoo_file(tmp_path, good.replace(old, new, 1))
+        with pytest.raises(cv.ZooFileError) as err:
+            cv.read_zoo(path)
+        assert str(err.value).startswith(f"{path}: ") and message in str(err.value), (old, str(err.value))
+        assert isinstance(err.value, UserError)
+    # an unknown field is refused, at every level
+    for old, new, where in (("  method: TeCoA", "  method: TeCoA\n  methd: TeCoA", "my-clip.methd: unknown field"),
+                            ("attack: PGD-10", "attack: PGD-10\n      atack: PGD", "my-clip.reported[0].atack: unknown"),
+                            ("accuracy: 40}", "accuracy: 40, steps: 10}", "my-clip.reported[0].robust[0].steps: unknown")):
+        path = _zoo_file(tmp_path, good.replace(old, new))
+        with pytest.raises(cv.ZooFileError, match="unknown field") as err:
+            cv.read_zoo(path)
+        assert str(path) in str(err.value) and where in str(err.value), str(err.value)
+    with pytest.raises(cv.ZooFileError, match="not a readable YAML file"):
+        cv.read_zoo(_zoo_file(tmp_path, "my-clip: [unclosed"))
+
+
+def test_list_zoo_shows_the_threat_model_and_the_paper(capsys):
+    from tgazsr.cli import main
+
+    assert main(["convert", "--list_zoo"]) == 0
+    out = capsys.readouterr().out
+    assert "threat model" in out and "training data" in out
+    fare2 = next(line for line in out.splitlines() if "`fare2-clip`" in line)
+    assert "Linf 2/255" in fare2 and "ImageNet" in fare2 and "https://arxiv.org/abs/2402.12336" in fare2
+    assert "clean 67.0, Linf 2/255 43.1" in fare2
+    tga = next(line for line in out.splitlines() if "`tga-zsr-vit-b-32`" in line)
+    assert "Linf 1/255" in tga and "NeurIPS 2024" in tga
+
+
 def test_sources_that_cannot_be_had_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="download the folder") as err:
@@ -481,7 +588,7 @@ def test_conversion_cache(eot_tokenizer, tiny_clip, tmp_path, monkeypatch):
     def no_second_conversion(*args, **kwargs):
         raise AssertionError("converted again")
 
-    monkeypatch.setattr(cv, "_convert_resolved", no_second_conversion)
+    monkeypatch.setattr(writing, "_convert_resolved", no_second_conversion)  # what cache.py calls
     assert cv.load_model_or_convert(ckpt, cache_dir=str(cache), tokenizer=eot_tokenizer, quick_gelu=False) == first
     monkeypatch.undo()
     os.utime(ckpt, ns=(1_000_000_000, 1_000_000_000))  # a new file at the same path: a new conversion

@@ -63,9 +63,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import UserError
+from ..yaml_sections import Section, read_yaml
 from .benchmark import HUB_CHECKS, PROTOCOLS, RESIZE_MODES, BenchmarkDataset, HubSource
 
 __all__ = [
@@ -92,7 +91,6 @@ TEMPLATES_DIR = _DATA / "templates"
 COLLECTIONS_FILE = "collections.yaml"
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser where PyYAML has it
 
 
 class BenchmarkFileError(ValueError, UserError):
@@ -122,60 +120,10 @@ def read_templates(name: str) -> dict[str, tuple[str, ...]]:
     return {str(k): tuple(v) for k, v in data.items()}
 
 
-class _Section:
-    """The fields of one mapping of a file, read one by one; whatever is left unread is an error."""
+class _Section(Section):
+    """One mapping of a benchmark or collections file (:class:`tgazsr.yaml_sections.Section`)."""
 
-    def __init__(self, path: Path, where: str, value: Any):
-        self.path, self.where = path, where
-        if not isinstance(value, dict):
-            self.fail(None, f"expected a mapping, got {type(value).__name__}")
-        self.items = dict(value)
-        self.read: set[str] = set()
-
-    def field(self, key: str | None) -> str:
-        return ".".join(p for p in (self.where, key) if p) or "(top level)"
-
-    def fail(self, key: str | None, problem: str):
-        raise BenchmarkFileError(f"{self.path}: {self.field(key)}: {problem}.")
-
-    def has(self, key: str) -> bool:
-        return key in self.items
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., none: bool = False) -> Any:
-        self.read.add(key)
-        if key not in self.items:
-            if default is ...:
-                self.fail(key, "missing")
-            return default
-        value = self.items[key]
-        if value is None and none:
-            return None
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
-            names = " or ".join(k.__name__ for k in kinds) + (" or null" if none else "")
-            self.fail(key, f"expected {names}, got {value!r}")
-        return value
-
-    def text(self, key: str, default: Any = ..., none: bool = False, empty: bool = False) -> str | None:
-        value = self.get(key, str, default, none)
-        if isinstance(value, str) and not empty and not value.strip():
-            self.fail(key, "must not be empty")
-        return value
-
-    def texts(self, key: str, default: Any = ...) -> tuple[str, ...]:
-        value = self.get(key, list, default)
-        if not all(isinstance(v, str) and v for v in value):
-            self.fail(key, f"expected a list of non-empty strings, got {value!r}")
-        return tuple(value)
-
-    def section(self, key: str, default: Any = ...) -> "_Section | None":
-        value = self.get(key, dict, default)
-        return None if value is None else _Section(self.path, self.field(key), value)
-
-    def done(self) -> None:
-        unknown = [k for k in self.items if k not in self.read]
-        if unknown:
-            self.fail(unknown[0], f"unknown field; the fields here are {', '.join(sorted(self.read))}")
+    error = BenchmarkFileError
 
 
 def _names_file(path: Path, section: _Section, key: str) -> str:
@@ -295,10 +243,7 @@ def _class_names(path: Path, protocol: _Section, tga: bool) -> dict[str, Any]:
 def read_benchmark(path: str | Path) -> BenchmarkFile:
     """Read and check the benchmark file ``path``."""
     path = Path(path)
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
-    except (OSError, yaml.YAMLError) as err:
-        raise BenchmarkFileError(f"{path}: not a readable YAML file: {err}") from None
+    data = read_yaml(path, BenchmarkFileError)
     top = _Section(path, "", data)
     name = top.text("name")
     if name != path.stem:
@@ -389,10 +334,7 @@ def read_collections(directory: str | Path) -> dict[str, tuple[str, ...]]:
     path = Path(directory) / COLLECTIONS_FILE
     if not path.is_file():
         return {}
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
-    except (OSError, yaml.YAMLError) as err:
-        raise BenchmarkFileError(f"{path}: not a readable YAML file: {err}") from None
+    data = read_yaml(path, BenchmarkFileError)
     top = _Section(path, "", data)
     out = {}
     for name in list(top.items):

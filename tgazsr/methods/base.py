@@ -24,16 +24,8 @@ from typing import Any, Callable, Mapping
 import torch
 
 from ..modeling import ImageEncoding
+from ..papers import Paper  # noqa: F401  (also imported from here)
 from ..registry import Registry
-
-
-@dataclass(frozen=True)
-class Paper:
-    title: str
-    authors: str
-    venue: str
-    url: str
-    bibtex: str
 
 
 @dataclass
