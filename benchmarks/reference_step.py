@@ -109,5 +109,4 @@ class GradFrozen(torch.nn.Module):
 
         f = self.inner
         with torch.enable_grad():
-            return encode_image(f.vision_model, f.visual_projection, x, f.pixel_mean, f.pixel_std,
-                                output_tokens=True).tokens
+            return encode_image(f, x, f.pixel_mean, f.pixel_std, output_tokens=True, backbone=f.backbone).tokens

@@ -29,7 +29,7 @@ from conftest import CLASS_NAMES
 from tgazsr import convert as cv
 from tgazsr.convert import writing
 from tgazsr.errors import UserError
-from tgazsr.modeling import _features
+from tgazsr.backbones.clip import _features
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -53,13 +53,14 @@ def text_guided_attention(
     image_size: int | tuple[int, int],
     norm: str = "token_axis",
     eps: float = 1e-8,
+    prefix: int = 1,
 ) -> torch.Tensor:
     """A(x; t): how strongly each patch aligns with the text embedding of its class.
 
-    tokens: (B, 1+N, D) projected tokens (CLS first). text: (B, D) normalized text embeddings
-    (the true class's prompt per sample). ``norm="token_axis"`` divides each feature dimension
-    by its L2 norm across the 1+N tokens, as the reference code does; ``"per_token"`` normalizes
-    each token (cosine per patch).
+    tokens: (B, P+N, D) projected tokens, the ``prefix`` = P non-patch tokens first (CLIP's CLS:
+    P = 1). text: (B, D) normalized text embeddings (the true class's prompt per sample).
+    ``norm="token_axis"`` divides each feature dimension by its L2 norm across all P+N tokens, as
+    the reference code does; ``"per_token"`` normalizes each token (cosine per patch).
     """
     with float32(tokens):
         tokens, text = wide(tokens), wide(text)
@@ -69,7 +70,7 @@ def text_guided_attention(
             q = F.normalize(tokens, dim=-1, eps=eps)
         else:
             raise ValueError(f"Unknown attention_norm {norm!r}; choose one of {ATTENTION_NORMS}.")
-        scores = torch.einsum("bnd,bd->bn", q[:, 1:], text)
+        scores = torch.einsum("bnd,bd->bn", q[:, prefix:], text)
         return upsample_patch_map(min_max(scores, eps), image_size)
 
 
@@ -80,21 +81,23 @@ def complementary_attention(
     image_size: int | tuple[int, int],
     norm: str = "token_axis",
     eps: float = 1e-8,
+    prefix: int = 1,
 ) -> torch.Tensor:
     """Comp-TGA: A(x; t_y) * (1 - A(x; t_not_y)), t_not_y from "This is not a photo of a {}"."""
-    positive = text_guided_attention(tokens, text, image_size, norm, eps)
-    negative = text_guided_attention(tokens, negated_text, image_size, norm, eps)
+    positive = text_guided_attention(tokens, text, image_size, norm, eps, prefix)
+    negative = text_guided_attention(tokens, negated_text, image_size, norm, eps, prefix)
     return positive * (1.0 - negative)
 
 
 def vision_attention(
-    attentions: torch.Tensor, image_size: int | tuple[int, int], eps: float = 1e-8
+    attentions: torch.Tensor, image_size: int | tuple[int, int], eps: float = 1e-8, prefix: int = 1
 ) -> torch.Tensor:
-    """Vision-based variant (our differentiable definition): the last layer's CLS-to-patch
-    self-attention averaged over heads, min-max normalized and upsampled.
+    """Vision-based variant (our differentiable definition): the last layer's attention from the
+    pooling query (CLIP's CLS) to the patches, averaged over heads, min-max normalized and upsampled.
 
-    attentions: (B, heads, 1+N, 1+N) softmax weights of the last vision layer.
+    attentions: (B, heads, Q, P+N) softmax weights of the last attention layer, row 0 the pooling
+    query, the ``prefix`` = P non-patch keys first.
     """
     with float32(attentions):
-        cls_to_patch = wide(attentions[:, :, 0, 1:]).mean(dim=1)
+        cls_to_patch = wide(attentions[:, :, 0, prefix:]).mean(dim=1)
         return upsample_patch_map(min_max(cls_to_patch, eps), image_size)

@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("tgazsr.evaluation.leaderboard", "several results.json files in one ranked table"),
     "visualize": ("tgazsr.evaluation.visualize", "clean and adversarial text-guided attention of one image"),
     "world": ("tgazsr.world.__main__", "build the offline synthetic world and report its base model"),
-    "convert": ("tgazsr.convert", "OpenAI-CLIP / open_clip checkpoints and published robust CLIPs as CLIPModel folders"),
+    "convert": ("tgazsr.convert", "OpenAI-CLIP / open_clip checkpoints and published robust CLIPs as transformers model folders"),
 }
 
 

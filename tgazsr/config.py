@@ -31,7 +31,7 @@ from .recipes import RecipeError, raise_problems
 class ModelArguments:
     model_name_or_path: str = field(
         default="openai/clip-vit-base-patch32",
-        metadata={"help": "CLIPModel to make robust: a Hub id or a local CLIPModel directory."},
+        metadata={"help": "Vision-language model to make robust (a CLIP): a Hub id or a local model directory (config.json + safetensors)."},
     )
     pixel_normalization: str = field(
         default="clip",

@@ -30,7 +30,7 @@ class UserError(Exception):
 
 
 class ModelFolderError(OSError, UserError):
-    """A model or tokenizer folder that is not what it should be (not a CLIPModel directory, no
+    """A model or tokenizer folder that is not what it should be (not a model directory of a registered backbone, no
     config.json, no tokenizer files). An ``OSError`` too, as transformers' loading errors are."""
 
 

@@ -133,6 +133,7 @@ def build_model_card(
     lora: dict | None = None,
     license: str = "other",
     plot: str | None = None,
+    architecture: str | None = None,
 ) -> ModelCard:
     """The model card: Hub metadata (base_model, datasets, license, library, pipeline, tags,
     model-index results that name their attack), what was trained and how, the results (beside the
@@ -188,7 +189,7 @@ trained with tgazsr. Base model: {base_text}; training data: {data_text}.
 {method_def.description}
 Only the vision tower was trained; the text tower and logit scale are the base model's.
 
-It is a plain `CLIPModel` checkpoint:
+It is a plain {f"`{architecture}`" if architecture else "transformers"} checkpoint:
 
 ```python
 from transformers import pipeline
@@ -208,7 +209,20 @@ applied after the perturbation.
     return ModelCard(body)
 
 
+def saved_architecture(output_dir: str) -> str | None:
+    """The transformers class a saved model folder declares (config.json's ``architectures``)."""
+    import json
+
+    try:
+        with open(Path(output_dir) / "config.json") as f:
+            names = json.load(f).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(names[0]) if names else None
+
+
 def write_model_card(output_dir: str, **kwargs) -> Path:
+    kwargs.setdefault("architecture", saved_architecture(output_dir))
     card = build_model_card(**kwargs)
     path = Path(output_dir) / "README.md"
     card.save(path)

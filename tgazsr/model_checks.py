@@ -1,7 +1,7 @@
 """Checks of model and tokenizer folders, before transformers silently makes do.
 
-``CLIPModel.from_pretrained`` on a folder whose ``config.json`` describes another model (BERT, a
-vision tower alone) warns and builds a CLIP with random weights; ``AutoTokenizer`` on a folder
+``from_pretrained`` of a vision-language model on a folder whose ``config.json`` describes another
+model (BERT, a vision tower alone) warns and builds that model with random weights; ``AutoTokenizer`` on a folder
 without tokenizer files builds a tokenizer without a vocabulary, which maps every word to the
 unknown token, so every class gets the same text embedding. These checks turn both into a
 :class:`~tgazsr.errors.ModelFolderError` that says what was found and what is expected.
@@ -16,8 +16,6 @@ from typing import Iterable
 from .errors import ModelFolderError, PromptError
 from .files import read_json_object
 
-EXPECTED = ('a CLIPModel directory: config.json with model_type "clip" (and its text_config and vision_config) '
-            "plus model.safetensors, as CLIPModel.save_pretrained and tgazsr.train write it")
 #: Two prompts that differ in every word: a tokenizer that gives them the same ids has no vocabulary.
 PROBE_PROMPTS = ("a photo of a dog", "a picture of the cat")
 
@@ -33,24 +31,36 @@ def _checkpoints(path: str) -> list[str]:
     return sorted(found, key=lambda d: int(d.split("-")[1]))
 
 
+def _expected() -> str:
+    from .backbones import expected_folders
+
+    return expected_folders()
+
+
 def check_clip_config(config: dict, where: str) -> None:
-    """Refuse a config.json (as a dict) that is not a CLIPModel's."""
+    """Refuse a config.json (as a dict) that is not a registered backbone's (tgazsr.backbones): a
+    CLIP's, today."""
+    from .backbones import BACKBONES
+
     model_type = config.get("model_type")
-    if model_type == "clip":
+    if model_type in BACKBONES:
+        problem = BACKBONES[model_type].config_problem(config)
+        if problem:
+            raise ModelFolderError(f"{where}: {problem}")
         return
     architectures = config.get("architectures") or []
     found = f"model_type {model_type!r}" if model_type else "no model_type"
     if architectures:
         found += f", architectures {', '.join(map(str, architectures))}"
     raise ModelFolderError(
-        f"{where} is not a CLIP model: its config.json has {found}. Expected {EXPECTED}. Pass a CLIP checkpoint "
+        f"{where} is not a CLIP model: its config.json has {found}. Expected {_expected()}. Pass a CLIP checkpoint "
         "(a Hub id such as openai/clip-vit-base-patch32, or a folder tgazsr.train wrote); transformers would "
         "otherwise build a CLIP with random weights from it."
     )
 
 
 def check_model_folder(name_or_path: str, flag: str = "--model_name_or_path") -> None:
-    """Refuse a local model path that is not a CLIPModel directory: missing, a file, a folder
+    """Refuse a local model path that is not a model directory of a registered backbone: missing, a file, a folder
     without config.json, or a config.json of another model. Hub ids pass (see ``load_clip``)."""
     path = os.path.expanduser(name_or_path)
     if os.path.isdir(path):
@@ -63,15 +73,15 @@ def check_model_folder(name_or_path: str, flag: str = "--model_name_or_path") ->
                     f"{os.path.join(name_or_path, checkpoints[-1])}." if checkpoints else "")
             raise ModelFolderError(
                 f"{name_or_path} has no config.json, so it is not a model folder (it holds {shown}). "
-                f"Expected {EXPECTED}.{hint}"
+                f"Expected {_expected()}.{hint}"
             )
-        config = read_json_object(config_path, ModelFolderError, f"Expected {EXPECTED}.")
+        config = read_json_object(config_path, ModelFolderError, f"Expected {_expected()}.")
         check_clip_config(config, name_or_path)
     elif os.path.exists(path):
-        raise ModelFolderError(f"{name_or_path} is a file, not a model folder. Pass {flag} {EXPECTED}.")
+        raise ModelFolderError(f"{name_or_path} is a file, not a model folder. Pass {flag} {_expected()}.")
     elif looks_local(name_or_path):
         raise ModelFolderError(
-            f"The model folder {name_or_path} does not exist. Pass {flag} an existing CLIPModel directory, or a "
+            f"The model folder {name_or_path} does not exist. Pass {flag} an existing model directory, or a "
             "Hub id such as openai/clip-vit-base-patch32."
         )
 
@@ -124,7 +134,7 @@ def check_tokenizer(tokenizer, prompts: Iterable[str], where: str, hint: str | N
 
 def load_processor(name_or_path: str):
     """``AutoProcessor.from_pretrained`` for training: the processor (tokenizer and image processor)
-    of a CLIPModel directory, or a ``ModelFolderError`` naming what the folder lacks."""
+    of a model directory, or a ``ModelFolderError`` naming what the folder lacks."""
     from transformers import AutoProcessor
 
     try:

@@ -1,13 +1,15 @@
-"""Zero-shot CLIP in pixel space.
+"""Zero-shot classification in pixel space, over any vision-language backbone.
 
 Every attack and every loss in tgazsr sees images in ``[0, 1]``; the mean/std normalization
-happens here, after any perturbation. One pass of the vision tower gives the image embedding
-(CLS token), the projected tokens of every position (for text-guided attention) and, when asked,
-the last layer's self-attention weights (for the vision-based variant).
+happens here, after any perturbation. One pass of the vision tower gives the image embedding,
+the projected tokens of every position (for text-guided attention) and, when asked, the last
+layer's attention weights (for the vision-based variant): what the model family computes is its
+backbone's (:mod:`tgazsr.backbones`; CLIP is :mod:`tgazsr.backbones.clip`).
 
-``ZeroShotCLIP`` is the module the Trainer optimizes. It owns the ``CLIPModel`` under ``.clip``
-so that a checkpoint is always a plain ``CLIPModel`` directory. ``FrozenImageEncoder`` is a
-copy of the vision tower in evaluation mode with gradients off: the reference model theta0.
+``ZeroShotCLIP`` is the module the Trainer optimizes. It owns the transformers model under
+``.clip`` so that a checkpoint is always a plain transformers model directory.
+``FrozenImageEncoder`` is a copy of the vision modules in evaluation mode with gradients off: the
+reference model theta0.
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import CLIPModel
 
+from .backbones import Backbone, ImageEncoding, backbone_for
 from .errors import ModelFolderError
 # check_model_folder, check_tokenizer and load_processor are also meant to be imported from here.
 from .model_checks import (  # noqa: F401
@@ -39,61 +40,27 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PIXEL_NORMALIZATIONS = {"clip": (CLIP_MEAN, CLIP_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
 
-
-@dataclass
-class ImageEncoding:
-    """What one vision pass returns.
-
-    embeds: (B, D) CLS embedding after post_layernorm and visual_projection, not normalized.
-    tokens: (B, 1+N, D) every token after post_layernorm and visual_projection (token 0 is CLS),
-        or None when not asked for.
-    attentions: (B, heads, 1+N, 1+N) self-attention of the last vision layer, or None.
-    """
-
-    embeds: torch.Tensor
-    tokens: torch.Tensor | None = None
-    attentions: torch.Tensor | None = None
-
-
-def _features(out) -> torch.Tensor:
-    """``get_*_features`` returns a tensor in transformers 4.x and an output object in 5.x."""
-    return out if isinstance(out, torch.Tensor) else out.pooler_output
+__all__ = ["CLIP_MEAN", "CLIP_STD", "PIXEL_NORMALIZATIONS", "FrozenImageEncoder", "ImageEncoding", "ZeroShotCLIP",
+           "encode_image", "load_clip"]
 
 
 def encode_image(
-    vision_model: nn.Module,
-    visual_projection: nn.Module,
+    towers,
     pixel_values: torch.Tensor,
     mean: torch.Tensor,
     std: torch.Tensor,
     output_tokens: bool = False,
     output_attentions: bool = False,
+    backbone: type[Backbone] | None = None,
 ) -> ImageEncoding:
-    """Normalize ``[0,1]`` pixels and run the vision tower once."""
+    """Normalize ``[0,1]`` pixels and run the vision tower once. ``towers``: the model, or an object
+    holding its vision modules (the frozen reference, which then names its ``backbone``)."""
+    backbone = backbone or backbone_for(towers)
     x = (pixel_values - mean.to(pixel_values.dtype)) / std.to(pixel_values.dtype)
     # An engine that casts the weights themselves (DeepSpeed bf16/fp16) needs inputs of their dtype;
     # under autocast the weights stay float32 and this changes nothing.
-    x = x.to(vision_model.embeddings.patch_embedding.weight.dtype)
-    out = vision_model(pixel_values=x, output_attentions=output_attentions)
-    attentions = None
-    if output_attentions:
-        if not out.attentions or out.attentions[-1] is None:
-            raise RuntimeError(
-                "The vision tower returned no attention weights. Load the model with "
-                "attn_implementation='eager' (SDPA and flash attention do not return them)."
-            )
-        attentions = out.attentions[-1]
-    if output_tokens:
-        # post_layernorm on every token, then the projection: the CLS token of this is e(x). Under
-        # autocast this one small matmul stays in the weights' precision (float32 unless the engine casts
-        # them): the attention losses compare nearly equal token maps, which 16-bit rounding would blur.
-        with torch.autocast(device_type=pixel_values.device.type, enabled=False):
-            weight = visual_projection.weight
-            hidden = vision_model.post_layernorm(out.last_hidden_state.to(vision_model.post_layernorm.weight.dtype))
-            tokens = visual_projection(hidden.to(weight.dtype))
-        # CLS as its own tensor, not a view: FSDP2 warns that in-place ops on a module's view outputs lose its hooks.
-        return ImageEncoding(embeds=tokens[:, 0].clone(), tokens=tokens, attentions=attentions)
-    return ImageEncoding(embeds=visual_projection(out.pooler_output), attentions=attentions)
+    x = x.to(backbone.input_dtype(towers))
+    return backbone.encode_image(towers, x, output_tokens=output_tokens, output_attentions=output_attentions)
 
 
 class _PixelSpace(nn.Module):
@@ -113,17 +80,19 @@ class _PixelSpace(nn.Module):
 
 
 class ZeroShotCLIP(_PixelSpace):
-    """A ``CLIPModel`` seen as a zero-shot classifier of ``[0,1]`` images.
+    """A vision-language model (a ``Backbone``'s, CLIP's by default) seen as a zero-shot classifier
+    of ``[0,1]`` images.
 
     ``forward(pixel_values)`` runs the vision tower (this is the call that goes through DDP);
-    ``logits(embeds, text_embeds)`` turns image embeddings into ``s * cos`` logits against
+    ``logits(embeds, text_embeds)`` turns image embeddings into ``s * cos (+ b)`` logits against
     L2-normalized class embeddings; ``class_embeddings(...)`` computes and caches those.
     The cache lives on the instance, so two models never share text features.
     """
 
-    def __init__(self, clip: CLIPModel, normalization: str | tuple = "clip"):
+    def __init__(self, clip: nn.Module, normalization: str | tuple = "clip"):
         super().__init__()
         self.clip = clip
+        self.backbone: type[Backbone] = backbone_for(clip)
         self._init_normalization(normalization)
         self._text_cache: dict[str, torch.Tensor] = {}
 
@@ -133,30 +102,32 @@ class ZeroShotCLIP(_PixelSpace):
         return self.clip.vision_model
 
     @property
-    def visual_projection(self) -> nn.Module:
-        return self.clip.visual_projection
+    def logit_scale(self) -> torch.Tensor:
+        """The multiplier of the cosines."""
+        return self.backbone.logit_scale(self.clip)
 
     @property
-    def logit_scale(self) -> torch.Tensor:
-        return self.clip.logit_scale.exp()
+    def logit_bias(self) -> torch.Tensor | None:
+        return self.backbone.logit_bias(self.clip)
+
+    @property
+    def image_size(self) -> int:
+        return self.backbone.image_size(self.clip)
 
     def forward(
         self, pixel_values: torch.Tensor, output_tokens: bool = False, output_attentions: bool = False
     ) -> ImageEncoding:
-        return encode_image(
-            self.vision_model,
-            self.visual_projection,
-            pixel_values,
-            self.pixel_mean,
-            self.pixel_std,
-            output_tokens=output_tokens,
-            output_attentions=output_attentions,
-        )
+        return encode_image(self.clip, pixel_values, self.pixel_mean, self.pixel_std, output_tokens=output_tokens,
+                            output_attentions=output_attentions, backbone=self.backbone)
 
     def logits(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, scale: bool = True) -> torch.Tensor:
-        """Zero-shot logits ``s * normalize(e) @ T^T``; ``scale=False`` gives plain cosines."""
+        """Zero-shot logits ``s * normalize(e) @ T^T (+ b)``; ``scale=False`` gives plain cosines (and no bias)."""
         logits = F.normalize(image_embeds, dim=-1) @ text_embeds.to(image_embeds.dtype).t()
-        return self.logit_scale.to(logits.dtype) * logits if scale else logits
+        if not scale:
+            return logits
+        logits = self.logit_scale.to(logits.dtype) * logits
+        bias = self.logit_bias
+        return logits if bias is None else logits + bias.to(logits.dtype)
 
     def classify(self, pixel_values: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
         return self.logits(self(pixel_values).embeds, text_embeds)
@@ -165,12 +136,12 @@ class ZeroShotCLIP(_PixelSpace):
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str], tokenizer, batch_size: int = 256) -> torch.Tensor:
         """L2-normalized text embeddings (len(texts), D)."""
-        device = self.clip.logit_scale.device
+        device = self.pixel_mean.device
         out = []
         for i in range(0, len(texts), batch_size):
-            batch = tokenizer(list(texts[i : i + batch_size]), padding=True, truncation=True, return_tensors="pt")
+            batch = self.backbone.tokenize(tokenizer, texts[i : i + batch_size])
             batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
-            feats = _features(self.clip.get_text_features(**batch))
+            feats = self.backbone.text_features(self.clip, batch)
             out.append(F.normalize(feats.float(), dim=-1))
         return torch.cat(out)
 
@@ -208,11 +179,8 @@ class ZeroShotCLIP(_PixelSpace):
 
     # --- parameters ---------------------------------------------------------------------
     def vision_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        return [
-            (n, p)
-            for n, p in self.clip.named_parameters()
-            if n.startswith("vision_model.") or n.startswith("visual_projection.")
-        ]
+        prefixes = tuple(f"{name}." for name in self.backbone.vision_module_names)
+        return [(n, p) for n, p in self.clip.named_parameters() if n.startswith(prefixes)]
 
     def freeze_all_but_vision(self, last_k: int | None = None) -> None:
         """Train the vision tower (or only its last ``last_k`` parameter tensors); freeze the rest."""
@@ -235,16 +203,19 @@ class ZeroShotCLIP(_PixelSpace):
     gradient_checkpointing_enable = activation_checkpointing_enable
 
     def frozen_copy(self) -> "FrozenImageEncoder":
-        return FrozenImageEncoder(self.vision_model, self.visual_projection, (self.pixel_mean, self.pixel_std))
+        return FrozenImageEncoder(self.backbone.vision_modules(self.clip), (self.pixel_mean, self.pixel_std),
+                                  self.backbone)
 
 
 class FrozenImageEncoder(_PixelSpace):
-    """theta0: a deep copy of a vision tower, in eval mode, with no parameter gradients."""
+    """theta0: a deep copy of a model's vision modules (its backbone's ``vision_module_names``), in
+    eval mode, with no parameter gradients."""
 
-    def __init__(self, vision_model: nn.Module, visual_projection: nn.Module, normalization):
+    def __init__(self, modules: dict[str, nn.Module], normalization, backbone: type[Backbone]):
         super().__init__()
-        self.vision_model = copy.deepcopy(vision_model)
-        self.visual_projection = copy.deepcopy(visual_projection)
+        for name, module in modules.items():
+            self.add_module(name, copy.deepcopy(module))
+        self.backbone = backbone
         mean, std = normalization
         self._init_normalization((mean.flatten().tolist(), std.flatten().tolist()))
         self.requires_grad_(False)
@@ -257,43 +228,45 @@ class FrozenImageEncoder(_PixelSpace):
     def forward(
         self, pixel_values: torch.Tensor, output_tokens: bool = False, output_attentions: bool = False
     ) -> ImageEncoding:
-        return encode_image(
-            self.vision_model,
-            self.visual_projection,
-            pixel_values,
-            self.pixel_mean,
-            self.pixel_std,
-            output_tokens=output_tokens,
-            output_attentions=output_attentions,
-        )
+        return encode_image(self, pixel_values, self.pixel_mean, self.pixel_std, output_tokens=output_tokens,
+                            output_attentions=output_attentions, backbone=self.backbone)
+
+
+def _config_dict(model_name_or_path: str) -> dict | None:
+    """config.json of a local folder or a Hub id (None: not reachable; from_pretrained then says why)."""
+    from transformers import PretrainedConfig
+
+    try:  # a local folder's file, or a Hub id's (cached after the first time)
+        config, _ = PretrainedConfig.get_config_dict(os.path.expanduser(model_name_or_path))
+    except Exception:  # noqa: BLE001 - unreachable: from_pretrained below says so
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def load_clip(
     model_name_or_path: str, attn_implementation: str | None = None, dtype: torch.dtype | str | None = None
-) -> CLIPModel:
-    """``CLIPModel.from_pretrained`` with a clear error when the checkpoint cannot be reached or is
-    not a CLIPModel (a local folder without config.json, or whose config.json is another model's:
-    transformers would build a randomly initialised CLIP from it)."""
+) -> nn.Module:
+    """The vision-language model of a folder or Hub id, as its backbone's transformers class
+    (CLIP's for a CLIP), with a clear error when the checkpoint cannot be reached or is not
+    a registered backbone's (a local folder without config.json, or whose config.json is another
+    model's: transformers would build a randomly initialised model from it)."""
     check_model_folder(model_name_or_path)
-    if not os.path.exists(os.path.expanduser(model_name_or_path)) and not looks_local(model_name_or_path):
-        from transformers import PretrainedConfig
-
-        try:  # a Hub id: its config.json only (cached after the first time)
-            config, _ = PretrainedConfig.get_config_dict(model_name_or_path)
-        except Exception:  # noqa: BLE001 - unreachable: from_pretrained below says so
-            config = None
-        if isinstance(config, dict):
-            check_clip_config(config, model_name_or_path)
+    config = _config_dict(model_name_or_path)
+    if config is not None:
+        check_clip_config(config, model_name_or_path)
+    # Unreachable config: the default family's class tries, and its from_pretrained names why it cannot.
+    backbone = backbone_for(config) if config is not None else backbone_for({"model_type": "clip"})
     kwargs = {}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if dtype is not None:
         kwargs["dtype"] = dtype
+    kind = backbone.model_class().__name__
     try:
-        return CLIPModel.from_pretrained(model_name_or_path, **kwargs)
+        return backbone.load(model_name_or_path, **kwargs)
     except OSError as err:
         raise ModelFolderError(
-            f"Could not load a CLIPModel from {model_name_or_path!r}: {err}\n"
-            "Pass --model_name_or_path a local CLIPModel directory (config.json + model.safetensors), "
+            f"Could not load a {kind} from {model_name_or_path!r}: {err}\n"
+            f"Pass --model_name_or_path a local {kind} directory (config.json + model.safetensors), "
             "or a Hub id on a machine with access to the Hub (set HF_HUB_OFFLINE=0)."
         ) from err

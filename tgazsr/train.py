@@ -3,7 +3,7 @@
     accelerate launch -m tgazsr.train recipes/tga_zsr.yaml [--field value ...]
     python -m tgazsr.train recipes/tga_zsr.yaml --max_steps 100
 
-Parse, build, train, check, save, (push). The result in ``output_dir`` is a plain ``CLIPModel``
+Parse, build, train, check, save, (push). The result in ``output_dir`` is a plain transformers model
 directory that loads without this package.
 """
 

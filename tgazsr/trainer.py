@@ -3,7 +3,7 @@
 The model the Trainer optimizes is a ``ZeroShotCLIP`` (its ``forward`` is the vision tower, so
 DDP wraps exactly what is trained). The frozen reference theta0 is a copy of the original
 vision tower, prepared by accelerate in evaluation mode (no DDP wrapper, no gradients). Class
-text embeddings are computed once, before training. Checkpoints are plain ``CLIPModel``
+text embeddings are computed once, before training. Checkpoints are plain transformers model
 directories (safetensors), with LoRA adapters beside them when LoRA is used.
 """
 
@@ -44,7 +44,7 @@ def is_peft(module) -> bool:
 
 
 def plain_clip(model: ZeroShotCLIP):
-    """The ``CLIPModel`` to save: LoRA merged into a copy when LoRA is used."""
+    """The transformers model to save: LoRA merged into a copy when LoRA is used."""
     clip = model.clip
     return copy.deepcopy(clip).merge_and_unload() if is_peft(clip) else clip
 
@@ -282,7 +282,7 @@ class RobustCLIPTrainer(Trainer):
 
     # --- saving and loading ------------------------------------------------------------------
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        """Write a plain ``CLIPModel`` directory. Under FSDP and DeepSpeed the Trainer passes the
+        """Write a plain transformers model directory. Under FSDP and DeepSpeed the Trainer passes the
         gathered full ``state_dict`` of the ``ZeroShotCLIP`` (keys ``clip.*``); otherwise the
         weights are read from the model itself. Only the main process writes."""
         if not self.args.should_save:
@@ -291,7 +291,7 @@ class RobustCLIPTrainer(Trainer):
         os.makedirs(output_dir, exist_ok=True)
         unwrapped: ZeroShotCLIP = self.accelerator.unwrap_model(self.model)
         clip_weights = None
-        if state_dict:  # gathered by the engine: the ZeroShotCLIP's keys, "clip." + the CLIPModel's
+        if state_dict:  # gathered by the engine: the ZeroShotCLIP's keys, "clip." + the model's
             clip_weights = {k[len("clip."):]: v for k, v in state_dict.items() if k.startswith("clip.")}
             bad = [k for k, v in clip_weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         else:
@@ -351,17 +351,19 @@ def _zero_through(enc) -> torch.Tensor:
 
 
 def keep_frozen_parts_whole(accelerator, model: ZeroShotCLIP) -> None:
-    """Under FSDP, shard only the vision tower that is trained: the frozen text tower and the logit
-    scale (a scalar, which FSDP2 cannot shard) stay whole on every rank, so the class embeddings and
-    the logits need no gather. This sets the plugin's ``ignored_modules`` before ``prepare``."""
+    """Under FSDP, shard only the vision tower that is trained: the backbone's frozen parts (the
+    text tower, the logit scale: a scalar, which FSDP2 cannot shard) stay whole on every rank, so the
+    class embeddings and the logits need no gather. This sets the plugin's ``ignored_modules``
+    before ``prepare``."""
     plugin = accelerator.state.fsdp_plugin
     if is_peft(model.clip):
         raise UserError("LoRA with FSDP is not supported: LoRA trains few weights, so plain data parallel "
                         "(accelerate_configs/ddp.yaml) is the engine to use.")
-    clip = model.clip
-    frozen = [clip.text_model, clip.text_projection]
-    if getattr(plugin, "fsdp_version", 1) == 2:  # FSDP2 takes parameters; a holder names the scalar one
-        frozen.append(torch.nn.ParameterList([clip.logit_scale]))
+    parts = model.backbone.frozen_parts(model.clip)
+    frozen = [p for p in parts if not isinstance(p, torch.nn.Parameter)]
+    scalars = [p for p in parts if isinstance(p, torch.nn.Parameter)]
+    if scalars and getattr(plugin, "fsdp_version", 1) == 2:  # FSDP2 takes parameters; a holder names the scalars
+        frozen.append(torch.nn.ParameterList(scalars))
     plugin.ignored_modules = frozen
 
 
@@ -415,4 +417,5 @@ def _split(enc, n: int):
     def chunks(t):
         return [None] * n if t is None else list(t.chunk(n))
 
-    return [ImageEncoding(e, t, a) for e, t, a in zip(chunks(enc.embeds), chunks(enc.tokens), chunks(enc.attentions))]
+    return [ImageEncoding(e, t, a, enc.prefix_tokens)
+            for e, t, a in zip(chunks(enc.embeds), chunks(enc.tokens), chunks(enc.attentions))]

@@ -34,7 +34,7 @@ class EvalArguments:
 
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "A CLIPModel directory (config.json + safetensors) or a Hub id. Required."},
+        metadata={"help": "A model directory (config.json + safetensors, e.g. one tgazsr.train wrote) or a Hub id. Required."},
     )
     tokenizer_name_or_path: str | None = field(
         default=None,

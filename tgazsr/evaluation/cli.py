@@ -34,7 +34,7 @@ def check_inputs(args: EvalArguments) -> list[ResolvedEntry]:
     folder (when local), datasets are named and each entry means something. Returns the entries,
     resolved (once for the whole run: the harness takes them as they are)."""
     if not args.model_name_or_path:
-        raise RecipeError("No model to evaluate: pass --model_name_or_path (a CLIPModel directory or a Hub id).")
+        raise RecipeError("No model to evaluate: pass --model_name_or_path (a model directory, e.g. one tgazsr.train wrote, or a Hub id).")
     check_model_folder(args.model_name_or_path)
     if not args.datasets:
         raise RecipeError(

@@ -107,7 +107,7 @@ def normalization_of(model) -> list[list[float]]:
 def load_model(args: EvalArguments, device: torch.device):
     """(ZeroShotCLIP in eval mode with no parameter gradients, tokenizer, weights fingerprint)."""
     if not args.model_name_or_path:
-        raise RecipeError("No model to evaluate: pass --model_name_or_path (a CLIPModel directory or a Hub id).")
+        raise RecipeError("No model to evaluate: pass --model_name_or_path (a model directory, e.g. one tgazsr.train wrote, or a Hub id).")
     clip = load_clip(args.model_name_or_path)
     check_finite_weights(clip, args.model_name_or_path)
     tokenizer = load_tokenizer(args.tokenizer_name_or_path or args.model_name_or_path)

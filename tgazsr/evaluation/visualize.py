@@ -23,7 +23,7 @@ logger = logging.getLogger("tgazsr.visualize")
 
 @dataclass
 class VisualizeArguments:
-    model_name_or_path: str | None = field(default=None, metadata={"help": "A CLIPModel directory or Hub id. Required."})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "A model directory (e.g. one tgazsr.train wrote) or Hub id. Required."})
     image: str | None = field(default=None, metadata={"help": "Path of the image to draw. Required."})
     label: str | None = field(default=None, metadata={"help": "The image's class name (its prompt guides the attention). Required."})
     class_names: str | None = field(

@@ -49,10 +49,11 @@ class CompTGAConfig(AttentionGuidedConfig):
 def attention_map(kind: str, enc: ImageEncoding, view: StepView, norm: str) -> torch.Tensor:
     t = view.text_embeds[view.labels]
     if kind == "text":
-        return text_guided_attention(enc.tokens, t, view.image_size, norm)
+        return text_guided_attention(enc.tokens, t, view.image_size, norm, prefix=enc.prefix_tokens)
     if kind == "complementary":
-        return complementary_attention(enc.tokens, t, view.prompt_embeds[NEGATED_PROMPT][view.labels], view.image_size, norm)
-    return vision_attention(enc.attentions, view.image_size)
+        return complementary_attention(enc.tokens, t, view.prompt_embeds[NEGATED_PROMPT][view.labels], view.image_size,
+                                       norm, prefix=enc.prefix_tokens)
+    return vision_attention(enc.attentions, view.image_size, prefix=enc.prefix_tokens)
 
 
 def attention_loss(kind: str):

@@ -8,7 +8,7 @@ formats as the real thing, so the rest of the package cannot tell the difference
 
     from tgazsr.world import build_world
     paths = build_world()             # or build_world(small=True): the unit-test world, seconds
-    paths.model                       # a CLIPModel directory
+    paths.model                       # a CLIP model directory (transformers)
     paths.train                       # DatasetDict({"train": ...}), 48 classes
     paths.eval_entries()              # ["world_shapes=/.../eval/shapes", ...] for the harness
 
@@ -42,9 +42,9 @@ What is built (:mod:`.build`; the sets are in :mod:`.sets`):
   ``novel_pairs`` and ``sizes`` (registry collection ``"world"``). The held-out sets classify
   with vocabularies and prompts that are never labels of ``train/``; their words do occur in
   the pretraining captions, as "photo of a dog" occurs in CLIP's web data.
-- ``model/``: a ``CLIPModel`` (safetensors) with its character-level tokenizer and image
+- ``model/``: a CLIP (transformers, safetensors) with its character-level tokenizer and image
   processor (:mod:`.tokenizer`), saved with ``CLIPProcessor`` so that
-  ``CLIPModel.from_pretrained``, ``AutoTokenizer`` and
+  ``from_pretrained`` of the CLIP class, ``AutoTokenizer`` and
   ``pipeline("zero-shot-image-classification", model=...)`` all work on the directory. It is
   pretrained contrastively on ``pretrain/`` (:mod:`.pretraining`).
 

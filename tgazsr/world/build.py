@@ -7,7 +7,7 @@ Layout under ``root``:
 - ``train/``: ``DatasetDict({"train": ...})``, the 48-class training set;
 - ``eval/<set>/``: ``DatasetDict({"test": ...})`` per evaluation set, whose class names and
   prompts are the registry entry ``world_<set>`` (see :mod:`tgazsr.world.sets`);
-- ``model/``: a ``CLIPModel`` (safetensors) with its tokenizer and image processor;
+- ``model/``: a CLIP (transformers, safetensors) with its tokenizer and image processor;
 - ``WORLD_COMPLETE.json``: written last, with the spec's fingerprint.
 
 Every part is written to a temporary directory and renamed into place, so a part that exists

@@ -1,4 +1,4 @@
-"""Contrastive pretraining of the world's tiny CLIP, and saving it as a plain ``CLIPModel``.
+"""Contrastive pretraining of the world's tiny CLIP, and saving it as a plain transformers model folder.
 
 The model is a ViT CLIP whose sizes ``WorldSpec`` holds (by default: vision 56 px, patch 8,
 width 96, 4 layers; text width 64, 2 layers, causal, 77 positions; projection 64).
@@ -196,13 +196,13 @@ def pretrain_clip(
     wall time of the optimization loop alone and the last losses.
     """
     import torch
-    from transformers import CLIPModel
+    from ..backbones.clip import CLIPBackbone
 
     from ..modeling import CLIP_MEAN, CLIP_STD
 
     tokenizer = tokenizer or make_tokenizer()
     torch.manual_seed(seed)
-    model = CLIPModel(make_clip_config(spec))
+    model = CLIPBackbone.model_class()(make_clip_config(spec))
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
@@ -294,7 +294,7 @@ def pretrain_clip(
 
 
 def save_model(model, directory: str | os.PathLike, spec: WorldSpec, tokenizer=None) -> None:
-    """A plain ``CLIPModel`` directory: safetensors weights, tokenizer, image processor."""
+    """A plain model directory (the CLIP backbone's class): safetensors weights, tokenizer, image processor."""
     from transformers import CLIPProcessor
 
     tokenizer = tokenizer or make_tokenizer()
