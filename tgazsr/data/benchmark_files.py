@@ -67,6 +67,7 @@ import yaml
 
 from ..errors import UserError
 from .benchmark import HUB_CHECKS, PROTOCOLS, RESIZE_MODES, BenchmarkDataset, HubSource
+from .task import template_problem
 
 __all__ = [
     "BENCHMARKS_DIR",
@@ -119,6 +120,10 @@ def read_templates(name: str) -> dict[str, tuple[str, ...]]:
         isinstance(v, list) and v and all(isinstance(t, str) for t in v) for v in data.values()
     ):
         raise ValueError(f"{path}: expected an object mapping each key to a non-empty list of templates.")
+    for key, templates in data.items():
+        problems = [template_problem(t) for t in templates]
+        if any(problems):
+            raise ValueError(f"{path}: key {key!r}: {next(p for p in problems if p)}")
     return {str(k): tuple(v) for k, v in data.items()}
 
 
@@ -193,7 +198,12 @@ def _templates(section: _Section, key: str) -> tuple[str, ...]:
     """A list of templates, or ``{file: <template file>, key: <its key>}``."""
     value = section.get(key, (list, dict))
     if isinstance(value, list):
-        return section.texts(key)
+        templates = section.texts(key)
+        for template in templates:
+            problem = template_problem(template)
+            if problem:
+                section.fail(key, problem.rstrip("."))
+        return templates
     ref = _Section(section.path, section.field(key), value)
     file, entry = ref.text("file"), ref.text("key")
     ref.done()

@@ -38,6 +38,7 @@ UNKEYED_FIELDS: dict[str, str] = {
     "attack_options": "replaced by the resolved settings of the attacks that run",
     "check_data": "a data check computes no number",
     "allow_extreme_budget": "it lets a budget through the input check; the budgets themselves are keyed",
+    "skip_unreadable_images": "it leaves unreadable images out; the data fingerprint of what is left is keyed",
 }
 
 
