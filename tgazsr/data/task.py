@@ -11,7 +11,7 @@ they are about to use, after its class names are known and before an image is sc
   lowercase, ``_-/`` to spaces): two classes with one name get one prompt and cannot be told
   apart. (Names that differ but collide once tokenized and truncated are found where the prompts
   are encoded: ``tgazsr.modeling.check_tokenizer``, a ``PromptError``.);
-- labels of integer type (a ``ClassLabel`` or an integer ``Value``), none missing, all within
+- labels of integer type (a ``ClassLabel``, an integer ``Value``, or a boolean one: 0 and 1), none missing, all within
   ``[0, number of classes)`` (of the label map's ids, where the data's ids are mapped);
 - the image column holding images (an ``Image`` feature, image bytes, or paths of files).
 
@@ -45,7 +45,7 @@ def _label_kind_problem(feature) -> str | None:
     if isinstance(feature, datasets.ClassLabel):
         return None
     dtype = getattr(feature, "dtype", None)
-    if isinstance(feature, datasets.Value) and dtype and (dtype.startswith("int") or dtype.startswith("uint")):
+    if isinstance(feature, datasets.Value) and dtype and (dtype.startswith(("int", "uint")) or dtype == "bool"):
         return None
     return str(dtype or type(feature).__name__)
 
