@@ -242,3 +242,19 @@ def test_truncated_images_are_never_accepted_silently():
                if "LOAD_TRUNCATED_IMAGES =" in p.read_text(encoding="utf-8")
                or "LOAD_TRUNCATED_IMAGES=" in p.read_text(encoding="utf-8")]
     assert not setters, setters
+
+
+def test_an_unreadable_image_in_a_loader_worker_keeps_its_message(tmp_path):
+    """A worker process's error reaches the command as its own message, not the worker's traceback."""
+    from torch.utils.data import DataLoader
+
+    from tgazsr.data import collate
+
+    root = folder_with_bad_files(tmp_path / "f")
+    data = prepare_classification_data(str(root), "train", SIZE)
+    loader = DataLoader(data.dataset, batch_size=4, collate_fn=collate, num_workers=1)
+    with pytest.raises(UnreadableImageError) as err:
+        list(loader)
+    message = str(err.value)
+    assert message.startswith("The image ") and "cat/0002.jpg (row 1 of" in message, message
+    assert "Traceback" not in message and "worker" not in message, message
