@@ -93,6 +93,10 @@ def test_the_toy_file_reads(tmp_path):
         (('templates: ["a drawing of a {{}}."]', 'templates: ["a small thing.", "a large thing."]'), "protocols.tga",
          "2 fixed tga prompts for 4 classes"),
         (("name: {name}", "name: other_toy"), "name", "differs from the file's name"),
+        (('templates: ["a drawing of a {{}}."]', 'templates: ["a {{}} drawing of a {{}}."]'), "protocols.tga.templates",
+         "the prompt template 'a {} drawing of a {}.' holds 2 '{}'; it needs one"),
+        (('templates: ["a drawing of a {{}}.", "art', 'templates: ["a drawing of a {{0}}.", "art'),
+         "protocols.fare.templates", "not a format string with '{}' alone"),
     ],
 )
 def test_a_bad_file_is_an_error_naming_the_file_and_the_field(tmp_path, replace, field, message):

@@ -238,7 +238,13 @@ def prepare_classification_data(
     The data is checked as a classification task (``tgazsr.data.task.check_task``)."""
     ds, split = load_image_dataset(name_or_path, split, config_name, accept_unnamed, return_split=True)
     image_col = find_column(ds, image_column, IMAGE_COLUMN_GUESSES, "image")
-    label_col = find_column(ds, label_column, LABEL_COLUMN_GUESSES, "label")
+    try:
+        label_col = find_column(ds, label_column, LABEL_COLUMN_GUESSES, "label")
+    except DataError:
+        only = _single_class_folder(ds, image_col, name_or_path, split)
+        if only is not None:  # datasets reads an image folder of one class folder without labels
+            check_task(name_or_path, ds, image_col, image_col, [only])
+        raise
     names = dataset_class_names(ds, label_col, class_names)
     ds, samples = select_samples(ds, sample_order, max_samples, seed=seed)
     feature = ds.features.get(label_col)
@@ -257,6 +263,21 @@ def prepare_classification_data(
     ds = with_pixels(ds, image_col, label_col, len(names), image_size, resize_mode, source=name_or_path,
                      skipped=skipped)
     return ClassificationData(ds, names, image_col, label_col, split, samples, skipped)
+
+
+def _single_class_folder(ds: datasets.Dataset, image_col: str, root: str, split: str | None) -> str | None:
+    """The class of an image folder whose images all sit in one class folder, or None."""
+    if not os.path.isdir(os.path.expanduser(root)) or not isinstance(ds.features.get(image_col), datasets.Image):
+        return None
+    values = undecoded(ds.select_columns([image_col]), image_col)[image_col]
+    parents = {os.path.dirname(v["path"]) for v in values if isinstance(v, dict) and v.get("path")}
+    if len(parents) != 1:
+        return None
+    parent = os.path.abspath(parents.pop())
+    top = os.path.abspath(os.path.expanduser(root))
+    if parent == top or not parent.startswith(top + os.sep) or os.path.basename(parent) == split:
+        return None
+    return os.path.basename(parent)
 
 
 def _raw_names(ds: datasets.Dataset, label_col: str, override) -> list[str] | None:

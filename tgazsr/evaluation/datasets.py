@@ -254,7 +254,9 @@ def prepare_dataset(entry: str | ResolvedEntry, args: EvalArguments, image_size:
             return _prepare_registry(item, args, image_size)
         return _prepare_local(item, args, image_size)
     except (TaskError, UnreadableImageError) as err:  # the data loaded but cannot be used: no local-copy hint
-        raise DatasetUnavailable(f"Dataset {item.name!r} ({item.source}): {err}") from err
+        named = str(err).startswith((item.source, item.name))
+        raise DatasetUnavailable(f"Dataset {item.name!r}: {err}" if named else
+                                 f"Dataset {item.name!r} ({item.source}): {err}") from err
     except Exception as err:  # unreachable Hub, gated repo, missing files or split, wrong columns or names
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hub_id, split = (None, args.split or "test")
