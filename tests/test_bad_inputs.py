@@ -595,3 +595,24 @@ def test_run_command_exit_statuses(capsys, monkeypatch):
     assert issubclass(DataError, ValueError) and issubclass(DataError, UserError)
     assert issubclass(DatasetUnavailable, RuntimeError) and issubclass(DatasetUnavailable, UserError)
     assert issubclass(ModelFolderError, OSError) and issubclass(ModelFolderError, UserError)
+
+
+def test_a_truncated_image_in_training(tiny_clip, tmp_path, capsys):
+    from conftest import write_image_folder
+    from PIL import Image
+
+    folder = Path(write_image_folder(str(tmp_path / "pets"), n=4, class_names=["cat", "dog"]))
+    (folder / "dog" / "0001.png").unlink()
+    Image.new("RGB", (40, 48), (200, 10, 10)).save(folder / "dog" / "0001.jpg", quality=90)
+    data = (folder / "dog" / "0001.jpg").read_bytes()
+    (folder / "dog" / "0001.jpg").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    train_fails(tiny_train_args(tiny_clip, str(folder), out), capsys, out,
+                "dog/0001.jpg (row 2 of", "cannot be read as an image", "--skip_unreadable_images true")
+    from tgazsr import train
+
+    capsys.readouterr()
+    argv = tiny_train_args(tiny_clip, str(folder), out, "--skip_unreadable_images", "true",
+                           "--per_device_train_batch_size", "3")
+    assert run_command(train.main, argv) == 0, capsys.readouterr().err
+    assert "(1 unreadable image skipped with `skip_unreadable_images`)" in (out / "README.md").read_text()

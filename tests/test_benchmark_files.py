@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import json
+
 import pytest
 import yaml
 
@@ -190,3 +192,10 @@ def test_benchmark_dirs_from_the_environment(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "Toy shapes ['red square', 'green circle', 'blue triangle', 'yellow star'] False"
+
+
+def test_a_template_file_with_a_bad_template_names_the_file_and_the_key(tmp_path, monkeypatch):
+    (tmp_path / "mine.json").write_text(json.dumps({"good": ["a {}."], "bad": ["a {}.", "{} or {}"]}))
+    monkeypatch.setattr(bf, "TEMPLATES_DIR", tmp_path)
+    with pytest.raises(ValueError, match=r"mine\.json: key 'bad': the prompt template '\{\} or \{\}' holds 2"):
+        bf.read_templates("mine")
