@@ -5,12 +5,11 @@ Offline and fast: nothing is downloaded, no model is built.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-
-import json
 
 import pytest
 import yaml
