@@ -20,7 +20,7 @@ from ..attacks import get_attack, settings_dict
 from .arguments import EvalArguments
 
 #: Bump when a change alters the numbers the harness produces (invalidates finished/ files).
-HARNESS_VERSION = "2"
+HARNESS_VERSION = "3"  # 3: images decoded by tgazsr.data.images (16-bit, 32-bit and float images no longer clipped)
 
 #: Fields that cannot change a number, and why. Everything else is in the key.
 UNKEYED_FIELDS: dict[str, str] = {
