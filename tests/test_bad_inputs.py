@@ -343,6 +343,95 @@ def test_prompts_that_collide_once_truncated(tiny_clip):
 
 # --- data ---------------------------------------------------------------------------------------
 
+def saved(tmp_path, name: str, columns: dict, features=None) -> str:
+    """A save_to_disk dataset with one split 'test' holding ``columns``."""
+    import datasets
+
+    path = str(tmp_path / name)
+    ds = datasets.Dataset.from_dict(columns, features=features)
+    datasets.DatasetDict({"test": ds}).save_to_disk(path)
+    return path
+
+
+def test_a_dataset_with_one_class(eval_world, tiny_clip, tmp_path, capsys):
+    """One class scores 100% clean and robust whatever the model: an error, in evaluation and in training."""
+    from conftest import make_hf_dataset, write_image_folder
+
+    folder = write_image_folder(str(tmp_path / "only_cats"), n=4, class_names=["cat"])
+    message = eval_fails(eval_argv(eval_world, tmp_path, "--datasets", folder), capsys,
+                         "only_cats has 1 class ('cat')", "needs at least two", "Add the other classes")
+    assert message.count("error:") == 1, message
+    assert not (tmp_path / "eval" / "results.json").exists() or not json_datasets(tmp_path / "eval")
+    one = str(tmp_path / "one_class")
+    make_hf_dataset(4, class_names=["cat"]).save_to_disk(one)
+    eval_fails(eval_argv(eval_world, tmp_path, "--datasets", one), capsys, "one_class has 1 class ('cat')")
+    out = tmp_path / "out"
+    train_fails(tiny_train_args(tiny_clip, folder, out), capsys, out, "only_cats has 1 class ('cat')")
+
+
+def json_datasets(folder) -> dict:
+    import json
+
+    return json.loads((folder / "results.json").read_text())["datasets"]
+
+
+def test_class_names_identical_once_cleaned(eval_world, tmp_path, capsys):
+    from conftest import write_image_folder
+
+    folder = write_image_folder(str(tmp_path / "shapes"), n=6, class_names=["Red_Square", "red-square", "circle"])
+    eval_fails(eval_argv(eval_world, tmp_path, "--datasets", folder), capsys,
+               "shapes: classes 0, 2 ('Red_Square', 'red-square' as given) are all named 'red square'",
+               "Give each class a distinct name")
+
+
+def test_labels_of_the_wrong_type_or_out_of_range(eval_world, tmp_path, capsys):
+    import datasets
+    from conftest import make_images
+
+    images, _ = make_images(4, 2)
+    floats = saved(tmp_path, "float_labels", {"image": images, "label": [0.0, 1.0, 0.0, 1.0]},
+                   datasets.Features({"image": datasets.Image(), "label": datasets.Value("float32")}))
+    eval_fails(eval_argv(eval_world, tmp_path, "--datasets", floats, "--class_names", "a,b"), capsys,
+               "float_labels: the label column 'label' holds float32 values, not integer class ids")
+    wide = saved(tmp_path, "wide_labels", {"image": images, "label": [0, 1, 2, 3]},
+                 datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}))
+    eval_fails(eval_argv(eval_world, tmp_path, "--datasets", wide, "--class_names", "a,b"), capsys,
+               "wide_labels: label values [2, 3] of 'label' are outside [0, 2)", "one class name per label id")
+    missing = saved(tmp_path, "missing_labels", {"image": images, "label": [0, None, 1, 1]},
+                    datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}))
+    eval_fails(eval_argv(eval_world, tmp_path, "--datasets", missing, "--class_names", "a,b"), capsys,
+               "missing_labels: some rows of the label column 'label' have no label")
+
+
+def test_an_image_column_without_images(eval_world, tmp_path, capsys):
+    import datasets
+
+    numbers = saved(tmp_path, "numbers", {"image": [1, 2, 3, 4], "label": [0, 1, 0, 1]},
+                    datasets.Features({"image": datasets.Value("int64"),
+                                       "label": datasets.ClassLabel(names=["a", "b"])}))
+    eval_fails(eval_argv(eval_world, tmp_path, "--datasets", numbers), capsys,
+               "numbers: the image column 'image' holds int64 values", "Set image_column to the column of images")
+    words = saved(tmp_path, "words", {"image": ["cat", "dog"], "label": [0, 1]},
+                  datasets.Features({"image": datasets.Value("string"), "label": datasets.ClassLabel(names=["a", "b"])}))
+    eval_fails(eval_argv(eval_world, tmp_path, "--datasets", words), capsys,
+               "words: the image column 'image' holds strings such as 'cat', not paths of image files")
+
+
+def test_a_prompt_template_with_two_slots(eval_world, tiny_clip, saved_dataset, tmp_path, capsys):
+    import json
+
+    eval_fails(eval_argv(eval_world, tmp_path, "--prompt_template", "a {} photo of a {}"), capsys,
+               "prompt_template = 'a {} photo of a {}' holds 2 '{}'")
+    out = tmp_path / "out"
+    train_fails([*tiny_train_args(tiny_clip, saved_dataset, out), "--prompt_template", "a {} of {}"], capsys, out,
+                "prompt_template = 'a {} of {}' holds 2 '{}'")
+    local = tmp_path / "with_metadata"
+    shutil.copytree(eval_world["saved"], local)
+    (local / "tgazsr_eval.json").write_text(json.dumps({"classifier_templates": ["a {}.", "{} and {}"]}))
+    eval_fails(eval_argv(eval_world, tmp_path, "--datasets", str(local)), capsys,
+               "tgazsr_eval.json classifier_templates: the prompt template '{} and {}' holds 2 '{}'")
+
+
 def test_class_names_count_mismatch(tiny_clip, saved_dataset, tmp_path, capsys):
     out = tmp_path / "out"
     train_fails([*tiny_train_args(tiny_clip, saved_dataset, out), "--class_names", "cat", "dog", "bird"],
@@ -506,3 +595,24 @@ def test_run_command_exit_statuses(capsys, monkeypatch):
     assert issubclass(DataError, ValueError) and issubclass(DataError, UserError)
     assert issubclass(DatasetUnavailable, RuntimeError) and issubclass(DatasetUnavailable, UserError)
     assert issubclass(ModelFolderError, OSError) and issubclass(ModelFolderError, UserError)
+
+
+def test_a_truncated_image_in_training(tiny_clip, tmp_path, capsys):
+    from conftest import write_image_folder
+    from PIL import Image
+
+    folder = Path(write_image_folder(str(tmp_path / "pets"), n=4, class_names=["cat", "dog"]))
+    (folder / "dog" / "0001.png").unlink()
+    Image.new("RGB", (40, 48), (200, 10, 10)).save(folder / "dog" / "0001.jpg", quality=90)
+    data = (folder / "dog" / "0001.jpg").read_bytes()
+    (folder / "dog" / "0001.jpg").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    train_fails(tiny_train_args(tiny_clip, str(folder), out), capsys, out,
+                "dog/0001.jpg (row 2 of", "cannot be read as an image", "--skip_unreadable_images true")
+    from tgazsr import train
+
+    capsys.readouterr()
+    argv = tiny_train_args(tiny_clip, str(folder), out, "--skip_unreadable_images", "true",
+                           "--per_device_train_batch_size", "3")
+    assert run_command(train.main, argv) == 0, capsys.readouterr().err
+    assert "(1 unreadable image skipped with `skip_unreadable_images`)" in (out / "README.md").read_text()

@@ -5,6 +5,7 @@ Offline and fast: nothing is downloaded, no model is built.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -93,6 +94,10 @@ def test_the_toy_file_reads(tmp_path):
         (('templates: ["a drawing of a {{}}."]', 'templates: ["a small thing.", "a large thing."]'), "protocols.tga",
          "2 fixed tga prompts for 4 classes"),
         (("name: {name}", "name: other_toy"), "name", "differs from the file's name"),
+        (('templates: ["a drawing of a {{}}."]', 'templates: ["a {{}} drawing of a {{}}."]'), "protocols.tga.templates",
+         "the prompt template 'a {} drawing of a {}.' holds 2 '{}'; it needs one"),
+        (('templates: ["a drawing of a {{}}.", "art', 'templates: ["a drawing of a {{0}}.", "art'),
+         "protocols.fare.templates", "not a format string with '{}' alone"),
     ],
 )
 def test_a_bad_file_is_an_error_naming_the_file_and_the_field(tmp_path, replace, field, message):
@@ -186,3 +191,10 @@ def test_benchmark_dirs_from_the_environment(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "Toy shapes ['red square', 'green circle', 'blue triangle', 'yellow star'] False"
+
+
+def test_a_template_file_with_a_bad_template_names_the_file_and_the_key(tmp_path, monkeypatch):
+    (tmp_path / "mine.json").write_text(json.dumps({"good": ["a {}."], "bad": ["a {}.", "{} or {}"]}))
+    monkeypatch.setattr(bf, "TEMPLATES_DIR", tmp_path)
+    with pytest.raises(ValueError, match=r"mine\.json: key 'bad': the prompt template '\{\} or \{\}' holds 2"):
+        bf.read_templates("mine")

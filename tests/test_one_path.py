@@ -289,7 +289,9 @@ def test_every_setting_but_the_documented_ones_is_in_the_cache_key():
         if f.name in ("attacks", "attack_options", "norm"):  # checked below (their values are constrained)
             continue
         value = getattr(base, f.name)
-        changed = dataclasses.replace(base, **{f.name: _flipped(value)})
+        limits = f.metadata.get("limits")
+        new = "a {}." if value is None and limits is not None and limits.placeholders else _flipped(value)
+        changed = dataclasses.replace(base, **{f.name: new})
         changed_key = json.dumps(keyed_settings(changed), sort_keys=True, default=str)
         assert (changed_key == key) == (f.name in UNKEYED_FIELDS), f.name
     # Every numeric setting of every attack that runs.

@@ -113,6 +113,10 @@ class DataArguments:
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Train on the first N samples only (debugging, quick runs)."}
     )
+    skip_unreadable_images: bool = field(
+        default=False,
+        metadata={"help": "Skip the images that cannot be decoded (truncated, corrupt, not an image) instead of stopping at the first one with an error naming it. Every image is decoded once first to find them (a full pass over the data); the count is logged as a warning and recorded in the report and the model card."},
+    )
     synthetic_world: bool = field(
         default=False,
         metadata={
@@ -356,6 +360,7 @@ declare_limits(
     DataArguments,
     prompt_template=Limits(placeholders=1, hint="Write it with one '{}', e.g. --prompt_template 'This is a photo of a {}'."),
     resize_mode=Limits(choices=("shorter_side_crop", "square")), max_train_samples=_POSITIVE_INT,
+    skip_unreadable_images=Limits(),
     synthetic_seed=_COUNT,
 )
 declare_limits(

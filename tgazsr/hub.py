@@ -110,6 +110,17 @@ def _results_table(runs: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _skipped_text(runs: dict[str, dict]) -> str:
+    """A line per evaluated dataset that left unreadable images out (``skip_unreadable_images``)."""
+    lines = []
+    for label, run in runs.items():
+        for name, res in ((run or {}).get("datasets") or {}).items():
+            if res.get("skipped_images"):
+                lines.append(f"- {label}, {public_name(name)}: {res['skipped_images']} unreadable image(s) skipped "
+                             f"(scored on the other {res.get('num_samples')}).")
+    return ("\nUnreadable images left out with `skip_unreadable_images`:\n\n" + "\n".join(lines) + "\n") if lines else ""
+
+
 def framework_versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -134,11 +145,13 @@ def build_model_card(
     license: str = "other",
     plot: str | None = None,
     architecture: str | None = None,
+    skipped_images: int = 0,
 ) -> ModelCard:
     """The model card: Hub metadata (base_model, datasets, license, library, pipeline, tags,
     model-index results that name their attack), what was trained and how, the results (beside the
     base model's when computed), LoRA settings, framework versions and the method's citation.
-    Local paths appear only as folder names."""
+    Local paths appear only as folder names. ``skipped_images``: unreadable training images left
+    out (``skip_unreadable_images``); each evaluated dataset's count comes with its results."""
     from .methods import get_method
 
     method_def = get_method(method)
@@ -158,6 +171,9 @@ def build_model_card(
                  "files' names and bytes)") if local_base else f"[`{base_model}`](https://huggingface.co/{base_model})"
     data_text = (f"local dataset `{public_name(dataset)}` (fingerprint `{local_fingerprint(dataset, False)}` of its "
                  "files' names and sizes)") if local_data else f"`{dataset}`"
+    if skipped_images:
+        data_text += (f" ({skipped_images} unreadable image{'s' if skipped_images != 1 else ''} skipped with "
+                      "`skip_unreadable_images`)")
     paper = method_def.paper
     paper_ref = f" ([{paper.title}]({paper.url}), {paper.venue})" if paper else ""
     rows = "\n".join(f"| `{k}` | `{public_name(getattr(v, 'value', v))}` |" for k, v in hyperparameters.items())
@@ -168,6 +184,7 @@ def build_model_card(
             "## Results (top-1 %, zero-shot)\n\n"
             f"Attack: {_attack_text(results)}. A sample counts as robust only if it is classified correctly clean "
             "and after the attack (tgazsr's evaluation harness).\n\n" + _results_table(runs) + "\n"
+            + _skipped_text(runs)
         )
         if plot:
             sections.append(f"![robust versus clean accuracy]({plot})\n")

@@ -71,6 +71,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: Rob
         data_args.resize_mode,
         data_args.dataset_config_name,
         data_args.max_train_samples,
+        skip_unreadable_images=data_args.skip_unreadable_images,
     )
     if data_args.eval_split and cfg.eval_max_samples > 0 and data_args.eval_split != data_args.train_split:
         # The end-of-training check scores eval_split: it must exist, and never be the training images.
@@ -283,6 +284,7 @@ def _train(argv=None):
     resume = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
     prepare_output_dir(cfg.output_dir, cfg.overwrite_output_dir, resuming=resume is not None)
     trainer, train, tokenizer = build_trainer(model_args, data_args, cfg)
+    skipped_images = train.skipped_images
     train_until_done_or_signal(trainer, resume)
     trainer.save_model(cfg.output_dir)
     trainer.accelerator.wait_for_everyone()  # the main process writes; every process then reads the saved model
@@ -320,6 +322,7 @@ def _train(argv=None):
             lora=lora,
             license=cfg.hub_license,
             plot=tradeoff_plot(cfg.output_dir, results, cfg.method),
+            skipped_images=skipped_images,
         )
         if push:
             try:

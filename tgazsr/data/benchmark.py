@@ -255,9 +255,14 @@ class BenchmarkDataset:
                 )
             if not all(isinstance(n, str) and n.strip() for n in self.class_names):
                 raise ValueError(f"{self.name}: class names must be non-empty strings.")
-        for protocol, templates in (("tga", self.templates), ("fare", self.fare_templates)):
-            if protocol == "tga" and not templates:
-                raise ValueError(f"{self.name}: at least one prompt template is needed.")
+        from .task import template_problem
+
+        if not self.templates:
+            raise ValueError(f"{self.name}: at least one prompt template is needed.")
+        for protocol, templates in (("tga", self.templates), ("fare", self.fare_templates), ("tga", self.fixed_templates)):
+            bad = next((p for p in map(template_problem, templates) if p), None)
+            if bad:
+                raise ValueError(f"{self.name}: {protocol} templates: {bad}")
             fixed = [t for t in templates if "{}" not in t]
             if fixed and len(fixed) != len(templates):
                 raise ValueError(

@@ -66,6 +66,7 @@ from typing import Any
 from ..errors import UserError
 from ..yaml_sections import Section, read_yaml
 from .benchmark import HUB_CHECKS, PROTOCOLS, RESIZE_MODES, BenchmarkDataset, HubSource
+from .task import template_problem
 
 __all__ = [
     "BENCHMARKS_DIR",
@@ -117,6 +118,10 @@ def read_templates(name: str) -> dict[str, tuple[str, ...]]:
         isinstance(v, list) and v and all(isinstance(t, str) for t in v) for v in data.values()
     ):
         raise ValueError(f"{path}: expected an object mapping each key to a non-empty list of templates.")
+    for key, templates in data.items():
+        problems = [template_problem(t) for t in templates]
+        if any(problems):
+            raise ValueError(f"{path}: key {key!r}: {next(p for p in problems if p)}")
     return {str(k): tuple(v) for k, v in data.items()}
 
 
@@ -141,7 +146,12 @@ def _templates(section: _Section, key: str) -> tuple[str, ...]:
     """A list of templates, or ``{file: <template file>, key: <its key>}``."""
     value = section.get(key, (list, dict))
     if isinstance(value, list):
-        return section.texts(key)
+        templates = section.texts(key)
+        for template in templates:
+            problem = template_problem(template)
+            if problem:
+                section.fail(key, problem.rstrip("."))
+        return templates
     ref = _Section(section.path, section.field(key), value)
     file, entry = ref.text("file"), ref.text("key")
     ref.done()

@@ -19,19 +19,17 @@ from typing import Sequence
 import datasets
 import torch
 
-from ..errors import UserError
+from .errors import DataError
 from .order import select_samples
 from .registry import clean_class_name, resolve_class_names
+from .images import decode_image, describe_row
+from .task import check_task
 from .transforms import ImageTransform
 
 logger = logging.getLogger(__name__)
 
 IMAGE_COLUMN_GUESSES = ("image", "img", "jpg", "png", "jpeg", "webp")
 LABEL_COLUMN_GUESSES = ("label", "labels", "fine_label", "cls", "class", "target")
-
-
-class DataError(ValueError, UserError):
-    """A dataset that cannot be used as given; the message says how to fix it."""
 
 
 #: A single class name ending like this is taken for a file of class names, which must exist.
@@ -206,12 +204,13 @@ def dataset_class_names(
 class ClassificationData:
     """A split ready for training or evaluation: decoded lazily to [0,1] tensors."""
 
-    dataset: datasets.Dataset
+    dataset: DecodedRows
     class_names: list[str]
     image_column: str
     label_column: str
     split: str | None = None
     samples: str = ""  # which samples were kept (all, the first N, CLIP_benchmark's N)
+    skipped_images: int = 0  # unreadable images left out (skip_unreadable_images)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -230,13 +229,22 @@ def prepare_classification_data(
     accept_unnamed: bool = True,
     sample_order: str = "stored",
     seed: int = 0,
+    skip_unreadable_images: bool = False,
 ) -> ClassificationData:
     """One split of an image classification dataset, decoded lazily to [0,1] tensors.
     ``class_names`` (a list, a comma-separated string or a file) must match the labels' count.
-    ``max_samples`` samples are kept, chosen by ``sample_order`` (``tgazsr.data.order``)."""
+    ``max_samples`` samples are kept, chosen by ``sample_order`` (``tgazsr.data.order``); with
+    ``skip_unreadable_images`` the images that do not decode are left out first, and counted.
+    The data is checked as a classification task (``tgazsr.data.task.check_task``)."""
     ds, split = load_image_dataset(name_or_path, split, config_name, accept_unnamed, return_split=True)
     image_col = find_column(ds, image_column, IMAGE_COLUMN_GUESSES, "image")
-    label_col = find_column(ds, label_column, LABEL_COLUMN_GUESSES, "label")
+    try:
+        label_col = find_column(ds, label_column, LABEL_COLUMN_GUESSES, "label")
+    except DataError:
+        only = _single_class_folder(ds, image_col, name_or_path, split)
+        if only is not None:  # datasets reads an image folder of one class folder without labels
+            check_task(name_or_path, ds, image_col, image_col, [only])
+        raise
     names = dataset_class_names(ds, label_col, class_names)
     ds, samples = select_samples(ds, sample_order, max_samples, seed=seed)
     feature = ds.features.get(label_col)
@@ -250,8 +258,105 @@ def prepare_classification_data(
             f"{label_col!r} has {feature.num_classes} classes ({', '.join(feature.names[:5])}"
             f"{', ...' if feature.num_classes > 5 else ''}): give one name per class, in label order."
         )
-    ds = with_pixels(ds, image_col, label_col, len(names), image_size, resize_mode)
-    return ClassificationData(ds, names, image_col, label_col, split, samples)
+    ds, skipped = drop_unreadable(ds, image_col, name_or_path, skip_unreadable_images)
+    check_task(name_or_path, ds, image_col, label_col, names, raw_names=_raw_names(ds, label_col, class_names))
+    ds = with_pixels(ds, image_col, label_col, len(names), image_size, resize_mode, source=name_or_path,
+                     skipped=skipped)
+    return ClassificationData(ds, names, image_col, label_col, split, samples, skipped)
+
+
+def _single_class_folder(ds: datasets.Dataset, image_col: str, root: str, split: str | None) -> str | None:
+    """The class of an image folder whose images all sit in one class folder, or None."""
+    if not os.path.isdir(os.path.expanduser(root)) or not isinstance(ds.features.get(image_col), datasets.Image):
+        return None
+    values = undecoded(ds.select_columns([image_col]), image_col)[image_col]
+    parents = {os.path.dirname(v["path"]) for v in values if isinstance(v, dict) and v.get("path")}
+    if len(parents) != 1:
+        return None
+    parent = os.path.abspath(parents.pop())
+    top = os.path.abspath(os.path.expanduser(root))
+    if parent == top or not parent.startswith(top + os.sep) or os.path.basename(parent) == split:
+        return None
+    return os.path.basename(parent)
+
+
+def _raw_names(ds: datasets.Dataset, label_col: str, override) -> list[str] | None:
+    """The class names as given (before WordNet mapping and cleaning), for messages."""
+    names = read_class_names(override)
+    if names is None and isinstance(ds.features.get(label_col), datasets.ClassLabel):
+        names = list(ds.features[label_col].names)
+    return names
+
+
+class DecodedRows(torch.utils.data.Dataset):
+    """The rows of an image classification dataset, decoded on access to ``pixel_values`` in [0,1]
+    and an integer ``labels``: each image through the one decoder (``tgazsr.data.images``), so an
+    unreadable image is an error naming its file (or ``source`` and its row), never a traceback.
+
+    ``rows`` keeps the two columns, its images undecoded; ``label_map`` maps the data's label ids
+    to class-name order. Indexable by one row or fetched by batch (``__getitems__``).
+    """
+
+    def __init__(self, rows: datasets.Dataset, image_col: str, label_col: str, num_classes: int,
+                 transform: ImageTransform, source: str, label_map: Sequence[int] | None = None, skipped: int = 0):
+        self.rows, self.image_col, self.label_col = rows, image_col, label_col
+        self.num_classes, self.transform, self.source = num_classes, transform, source
+        self.label_map = list(label_map) if label_map is not None else None
+        self.skipped = skipped  # unreadable images left out on purpose (skip_unreadable_images)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def _fingerprint(self) -> str | None:
+        return getattr(self.rows, "_fingerprint", None)
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self.rows.column_names)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.__getitems__([int(index)])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+        indices = [int(i) for i in indices]
+        batch = self.rows[indices]
+        out = []
+        for i, value, y in zip(indices, batch[self.image_col], batch[self.label_col]):
+            label = int(y)
+            if self.label_map is not None:
+                label = self.label_map[label]
+            if not 0 <= label < self.num_classes:
+                raise DataError(f"{self.source}: label {label} of row {i} is outside the {self.num_classes} class "
+                                "names; check class_names and label_column.")
+            image = decode_image(value, self.source, i)
+            out.append({"pixel_values": self.transform(image, describe_row(value, self.source, i)), "labels": label})
+        return out
+
+
+def undecoded(ds: datasets.Dataset, image_col: str) -> datasets.Dataset:
+    """``ds`` with its image column read as ``{"bytes", "path"}``: tgazsr decodes it itself."""
+    feature = ds.features[image_col]
+    if isinstance(feature, datasets.Image) and not feature.decode:
+        return ds
+    return ds.cast_column(image_col, datasets.Image(decode=False))
+
+
+def drop_unreadable(ds: datasets.Dataset, image_col: str, source: str, skip: bool) -> tuple[datasets.Dataset, int]:
+    """With ``skip``, ``ds`` without the rows whose image does not decode, and how many those are
+    (a warning says so). Without ``skip``, ``ds`` as it is: an unreadable image is an error when
+    it is decoded."""
+    if not skip:
+        return ds, 0
+    from .images import readable
+
+    rows = undecoded(ds, image_col)
+    keep = [i for i, value in enumerate(rows[image_col]) if readable(value)]
+    skipped = len(ds) - len(keep)
+    if skipped:
+        logger.warning("%s: skipped %d unreadable image(s) of %d (skip_unreadable_images).", source, skipped, len(ds))
+        ds = ds.select(keep)
+    return ds, skipped
 
 
 def with_pixels(
@@ -262,24 +367,14 @@ def with_pixels(
     image_size: int,
     resize_mode: str = "shorter_side_crop",
     label_map: Sequence[int] | None = None,
-) -> datasets.Dataset:
+    source: str = "the dataset",
+    skipped: int = 0,
+) -> DecodedRows:
     """Keep the two columns and decode lazily to ``pixel_values`` in [0,1] and integer ``labels``
     (through ``label_map`` when the dataset's ids differ from the class-name order)."""
-    ds = ds.select_columns([image_col, label_col])
-    if not isinstance(ds.features[image_col], datasets.Image):
-        ds = ds.cast_column(image_col, datasets.Image())
-    transform = ImageTransform(image_size, resize_mode)
-
-    def decode(batch):
-        labels = [int(y) for y in batch[label_col]]
-        if label_map is not None:
-            labels = [label_map[y] for y in labels]
-        bad = [y for y in labels if not 0 <= y < num_classes]
-        if bad:
-            raise DataError(f"Label {bad[0]} is outside the {num_classes} class names; check class_names.")
-        return {"pixel_values": [transform(im) for im in batch[image_col]], "labels": labels}
-
-    return ds.with_transform(decode)
+    rows = undecoded(ds.select_columns([image_col, label_col]), image_col)
+    return DecodedRows(rows, image_col, label_col, num_classes, ImageTransform(image_size, resize_mode), source,
+                       label_map, skipped)
 
 
 def collate(examples: list[dict]) -> dict[str, torch.Tensor]:

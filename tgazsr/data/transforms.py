@@ -13,12 +13,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .images import to_rgb
+
 RESIZE_MODES = ("shorter_side_crop", "square")
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
-    """(3, H, W) float32 in [0, 1]."""
-    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    """(3, H, W) float32 in [0, 1], through the one RGB conversion (``tgazsr.data.images.to_rgb``)."""
+    array = np.asarray(to_rgb(image), dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
@@ -37,10 +39,10 @@ class ImageTransform:
         if self.resize_mode not in RESIZE_MODES:
             raise ValueError(f"Unknown resize_mode {self.resize_mode!r}; choose one of {RESIZE_MODES}.")
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
+    def __call__(self, image: Image.Image, where: str = "the image") -> torch.Tensor:
         if not isinstance(image, Image.Image):
             raise TypeError(f"Expected a PIL image, got {type(image).__name__}: is image_column right?")
-        image = image.convert("RGB")
+        image = to_rgb(image, where)
         size = self.image_size
         if self.resize_mode == "square":
             return to_tensor(image.resize((size, size), Image.BILINEAR))

@@ -65,6 +65,7 @@ def end_of_training_check(output_dir: str, data_args, cfg) -> dict | None:
         output_dir, [data_args.dataset_name], cfg, os.path.join(output_dir, "eval_check"),
         split=data_args.eval_split, class_names=data_args.class_names, prompt_template=data_args.prompt_template,
         image_column=data_args.image_column, label_column=data_args.label_column, resize_mode=data_args.resize_mode,
+        skip_unreadable_images=data_args.skip_unreadable_images,
     )
     results = run_evaluation(args)
     if results["errors"]:

@@ -106,6 +106,10 @@ class EvalArguments:
         default="shorter_side_crop",
         metadata={"help": "Resize of local datasets: 'shorter_side_crop' or 'square' (registry datasets use their own)."},
     )
+    skip_unreadable_images: bool = field(
+        default=False,
+        metadata={"help": "Skip the images that cannot be decoded (truncated, corrupt, not an image) instead of stopping at the first one with an error naming it. Every image is decoded once first to find them (a full pass over the data); the count is logged as a warning and recorded in the report and the model card."},
+    )
     max_samples: int | None = field(
         default=None,
         metadata={"help": "Evaluate the first N test samples of each dataset (N >= 1; leave it unset for all)."},
@@ -319,6 +323,8 @@ def parse_eval_args(argv: Sequence[str] | None = None) -> EvalArguments:
 
 declare_limits(
     EvalArguments,
+    prompt_template=Limits(placeholders=1, hint="Write it with one '{}', e.g. --prompt_template 'This is a photo of a {}'."),
+    skip_unreadable_images=Limits(),
     resize_mode=Limits(choices=("shorter_side_crop", "square")), max_samples=Limits(ge=1, hint="Leave --max_samples unset to evaluate every sample, or set N >= 1."),
     sample_order=Limits(choices=tuple(SAMPLE_ORDERS)), eps=Limits(ge=0), norm=Limits(choices=NORMS),
     sanity_samples=Limits(ge=0, hint="Set N >= 1 samples for the sanity checks, or 0 to skip them."), sanity_eps=Limits(gt=0), sanity_steps=Limits(ge=1),

@@ -20,7 +20,7 @@ from ..attacks import get_attack, settings_dict
 from .arguments import EvalArguments
 
 #: Bump when a change alters the numbers the harness produces (invalidates finished/ files).
-HARNESS_VERSION = "2"
+HARNESS_VERSION = "3"  # 3: images decoded by tgazsr.data.images (16-bit, 32-bit and float images no longer clipped)
 
 #: Fields that cannot change a number, and why. Everything else is in the key.
 UNKEYED_FIELDS: dict[str, str] = {
@@ -38,6 +38,7 @@ UNKEYED_FIELDS: dict[str, str] = {
     "attack_options": "replaced by the resolved settings of the attacks that run",
     "check_data": "a data check computes no number",
     "allow_extreme_budget": "it lets a budget through the input check; the budgets themselves are keyed",
+    "skip_unreadable_images": "it leaves unreadable images out; the data fingerprint of what is left is keyed",
 }
 
 

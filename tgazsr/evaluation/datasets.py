@@ -24,8 +24,10 @@ from typing import Any
 
 from ..data import prepare_classification_data, registry
 from ..errors import UserError
-from ..data.loading import with_pixels
+from ..data.images import UnreadableImageError
+from ..data.loading import drop_unreadable, with_pixels
 from ..data.order import select_samples
+from ..data.task import TaskError, check_task, check_templates
 from .arguments import DEFAULT_TEMPLATE, LOCAL_METADATA_FILE, EvalArguments
 
 
@@ -64,6 +66,7 @@ class EvalDataset:
     templates: list[str]
     data_fingerprint: str
     samples: str = ""  # which samples: all, the first N, or CLIP_benchmark's N (tgazsr.data.order)
+    skipped_images: int = 0  # unreadable images left out on purpose (skip_unreadable_images)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -132,6 +135,10 @@ def _local_entry(entry: str, kind: str, name: str, path: str, args: EvalArgument
         templates = [args.prompt_template]
     else:
         templates = list(meta.get("classifier_templates") or [DEFAULT_TEMPLATE])
+        try:
+            check_templates(templates, f"{path}: {LOCAL_METADATA_FILE} classifier_templates")
+        except TaskError as err:
+            raise DatasetUnavailable(str(err)) from None
     return ResolvedEntry(entry, kind, name, path, tuple(templates), metadata=meta)
 
 
@@ -216,10 +223,13 @@ def _prepare_registry(item: ResolvedEntry, args: EvalArguments, image_size: int)
     if mapping is not None:
         ds = ds.filter(lambda y: mapping[int(y)] >= 0, input_columns=[label_col])
     ds, samples = select_samples(ds, args.sample_order, args.max_samples, seed=args.seed)
+    ds, skipped = drop_unreadable(ds, data.image_column, spec.name, args.skip_unreadable_images)
+    check_task(spec.name, ds, data.image_column, label_col, names, label_map=mapping)
     fingerprint = _fingerprint_of(ds)
-    pixels = with_pixels(ds, data.image_column, label_col, len(names), image_size, spec.resize, mapping)
+    pixels = with_pixels(ds, data.image_column, label_col, len(names), image_size, spec.resize, mapping,
+                         source=spec.name, skipped=skipped)
     return EvalDataset(spec.name, spec.display_name, data.source, data.split, pixels, names, templates, fingerprint,
-                       samples)
+                       samples, skipped)
 
 
 def _prepare_local(item: ResolvedEntry, args: EvalArguments, image_size: int) -> EvalDataset:
@@ -228,9 +238,11 @@ def _prepare_local(item: ResolvedEntry, args: EvalArguments, image_size: int) ->
     data = prepare_classification_data(
         item.source, args.split, image_size, args.image_column or "image", args.label_column or "label",
         class_names, args.resize_mode, None, args.max_samples, sample_order=args.sample_order, seed=args.seed,
+        skip_unreadable_images=args.skip_unreadable_images,
     )
     return EvalDataset(item.name, meta.get("name") or item.name, item.source, data.split, data.dataset,
-                       list(data.class_names), list(item.templates), _fingerprint_of(data.dataset), data.samples)
+                       list(data.class_names), list(item.templates), _fingerprint_of(data.dataset), data.samples,
+                       data.skipped_images)
 
 
 def prepare_dataset(entry: str | ResolvedEntry, args: EvalArguments, image_size: int) -> EvalDataset:
@@ -241,6 +253,10 @@ def prepare_dataset(entry: str | ResolvedEntry, args: EvalArguments, image_size:
         if item.kind == "registry":
             return _prepare_registry(item, args, image_size)
         return _prepare_local(item, args, image_size)
+    except (TaskError, UnreadableImageError) as err:  # the data loaded but cannot be used: no local-copy hint
+        named = str(err).startswith((item.source, item.name))
+        raise DatasetUnavailable(f"Dataset {item.name!r}: {err}" if named else
+                                 f"Dataset {item.name!r} ({item.source}): {err}") from err
     except Exception as err:  # unreachable Hub, gated repo, missing files or split, wrong columns or names
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hub_id, split = (None, args.split or "test")

@@ -274,6 +274,7 @@ def evaluate_dataset(model, data: EvalDataset, text: torch.Tensor, args: EvalArg
         "source": data.source,
         "split": data.split,
         "samples": data.samples,
+        "skipped_images": data.skipped_images,
         "prompt_templates": data.templates,
     }
     if "autoattack" in plan.attacks:

@@ -80,6 +80,12 @@ def results_markdown(results: dict) -> str:
         lines += ["", "## Sanity checks", ""]
         for head, record in sanity:
             lines.append(f"- {head}: " + sanity_line(record))
+    skipped = [(per[n].get("display_name", n), per[n]["skipped_images"]) for n in names if per[n].get("skipped_images")]
+    if skipped:
+        lines += ["", "## Unreadable images skipped", "",
+                  "Left out with `skip_unreadable_images` (each dataset's accuracy is over the images that decode):", ""]
+        lines += [f"- {head}: {count} skipped, {per[n]['num_samples']} scored"
+                  for (head, count), n in zip(skipped, [n for n in names if per[n].get("skipped_images")])]
     errors = results.get("errors") or {}
     if errors:
         lines += ["", "## Datasets not evaluated", ""]

@@ -106,9 +106,8 @@ def draw(pair: dict, output: str, eps: float) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from PIL import Image
-
     from ..data import ImageTransform
+    from ..data.images import open_image_file
     from ..data.loading import read_class_names
     from ..recipes import parse_recipe
     from .arguments import EvalArguments
@@ -119,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [f for f in ("model_name_or_path", "image", "label") if not getattr(args, f)]
     if missing:
         raise ValueError(f"Pass {', '.join('--' + m for m in missing)}.")
+    image = open_image_file(args.image)  # before the model: a missing or unreadable image is named at once
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, tokenizer, _ = load_model(
         EvalArguments(model_name_or_path=args.model_name_or_path, tokenizer_name_or_path=args.tokenizer_name_or_path,
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         device,
     )
     transform = ImageTransform(model.clip.config.vision_config.image_size, args.resize_mode)
-    x = transform(Image.open(args.image)).unsqueeze(0).to(device)
+    x = transform(image, args.image).unsqueeze(0).to(device)
     pair = attention_pair(model, tokenizer, x, args.label, read_class_names(args.class_names), args.prompt_template,
                           args.eps, args.steps, args.step_size, args.seed, args.attention_norm)
     path = draw(pair, args.output, args.eps)
