@@ -136,15 +136,21 @@ def check_output_dir(path: str, need_bytes: int = 0, flag: str = "--output_dir",
 
 
 def check_output_file(path: str, flag: str = "--output") -> None:
-    """Check, before any work, that the file ``path`` can be written: it is not a folder and its folder
-    (or the nearest existing parent) takes a new file. Raises :class:`OutputError`."""
+    """Check, before any work, that the file ``path`` can be written: it is not a folder, and its folder
+    exists or can be created and takes a new file. Raises :class:`OutputError`. Creates nothing."""
     if not path:
         raise OutputError(f"{flag} is empty: name the file to write.")
     full = os.path.abspath(os.path.expanduser(path))
     if os.path.isdir(full):
         raise OutputError(f"{flag} {path} is a folder, not a file. Pass a file name, e.g. {flag} "
                           f"{os.path.join(path, 'out' + (os.path.splitext(path)[1] or '.png'))}.")
-    check_output_dir(os.path.dirname(full) or ".", flag=f"the folder of {flag}")
+    base = _existing_ancestor(os.path.dirname(full))
+    if not os.path.isdir(base):
+        raise OutputError(f"{flag} {path} cannot be created: {base} is a file, not a folder. Pass another {flag}.")
+    problem = _probe_write(base)
+    if problem:
+        raise OutputError(f"{flag} {path} cannot be written: nothing can be written in {base} ({problem}). Pass a "
+                          f"file in a folder you can write to as {flag}.")
 
 
 # --- the size of a checkpoint, before the model is loaded -----------------------------------------
