@@ -121,7 +121,7 @@ def check_output_dir(path: str, need_bytes: int = 0, flag: str = "--output_dir",
         raise OutputError(f"{flag} {path} cannot be created: {base} is a file, not a folder. Pass another {flag}.")
     problem = _probe_write(base)
     if problem:
-        where = path if base == full else f"{base} (where {path} would be created)"
+        where = path if base == full else f"{base}, where {path} would be created"
         raise OutputError(f"{flag} {path} is not writable: nothing can be written in {where} ({problem}). Pass a "
                           f"folder you can write to as {flag}, or change the folder's permissions.")
     if need_bytes > 0:
