@@ -6,6 +6,7 @@ real entry point: ``tgazsr.train.main`` and ``tgazsr.evaluation.cli.main`` throu
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -616,3 +617,172 @@ def test_a_truncated_image_in_training(tiny_clip, tmp_path, capsys):
                            "--per_device_train_batch_size", "3")
     assert run_command(train.main, argv) == 0, capsys.readouterr().err
     assert "(1 unreadable image skipped with `skip_unreadable_images`)" in (out / "README.md").read_text()
+
+
+# --- every command: results files, benchmark names, images, output folders ------------------------
+
+def one_error_line(code: int, err: str, *phrases) -> str:
+    """Exit status 2 and exactly one ``error:`` line, without a traceback, holding every phrase."""
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    for phrase in phrases:
+        assert phrase in lines[0], f"{phrase!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def good_results(**extra) -> dict:
+    return {"schema_version": 1, "model": "m", "datasets": {"toy": {
+        "clean_accuracy": 0.5, "robust": {"pgd@1/255": 0.25}, "num_samples": 4}}, **extra}
+
+
+def test_leaderboard_on_a_truncated_results_file(tmp_path, capsys):
+    from tgazsr.cli import main
+
+    path = tmp_path / "results.json"
+    text = json.dumps(good_results())
+    path.write_text(text[: len(text) // 2])
+    code = main(["leaderboard", str(path), "--output", str(tmp_path / "board.md")])
+    one_error_line(code, capsys.readouterr().err, str(path), "is truncated or not JSON", "rerun the evaluation")
+    assert not (tmp_path / "board.md").exists()
+
+
+def test_plot_on_a_foreign_json(tmp_path, capsys):
+    from tgazsr.cli import main
+
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"accuracy": 0.9}))
+    code = main(["plot", str(path), "--output", str(tmp_path / "p.png")])
+    one_error_line(code, capsys.readouterr().err, "not a tgazsr results file: missing field datasets")
+    path.write_text(json.dumps({"datasets": {"toy": {"clean_accuracy": 0.5, "num_samples": 4}}}))
+    code = main(["plot", str(path), "--output", str(tmp_path / "p.png")])
+    one_error_line(code, capsys.readouterr().err, "missing field datasets.toy.robust")
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_results_files_by_schema_version(tmp_path):
+    from tgazsr.evaluation.reports import RESULTS_SCHEMA_VERSION, ResultsFileError, read_results
+
+    old = good_results()
+    old.pop("schema_version")  # written before the version existed: read, its average computed
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert read_results(str(tmp_path / "old.json"))["average"]["robust"] == {"pgd@1/255": 0.25}
+    (tmp_path / "new.json").write_text(json.dumps(good_results(schema_version=RESULTS_SCHEMA_VERSION + 1)))
+    with pytest.raises(ResultsFileError, match="newer than this tgazsr reads"):
+        read_results(str(tmp_path / "new.json"))
+    bad = good_results()
+    bad["datasets"]["toy"]["robust"]["pgd@1/255"] = float("nan")
+    (tmp_path / "nan.json").write_text(json.dumps(bad))
+    with pytest.raises(ResultsFileError, match=r"datasets\.toy\.robust\.pgd@1/255 is nan"):
+        read_results(str(tmp_path / "nan.json"))
+    with pytest.raises(ResultsFileError, match="no such file"):
+        read_results(str(tmp_path / "missing.json"))
+    assert issubclass(ResultsFileError, ValueError) and issubclass(ResultsFileError, UserError)
+
+
+def test_an_evaluation_writes_the_schema_version(eval_world, tmp_path):
+    from tgazsr.evaluation import cli
+    from tgazsr.evaluation.reports import RESULTS_SCHEMA_VERSION, read_results
+
+    assert run_command(cli.main, eval_argv(eval_world, tmp_path)) == 0
+    written = read_results(str(tmp_path / "eval" / "results.json"))
+    assert written["schema_version"] == RESULTS_SCHEMA_VERSION
+
+
+def test_data_with_an_unknown_benchmark_name(capsys):
+    from tgazsr.cli import main
+
+    code = main(["data", "cifar11"])
+    one_error_line(code, capsys.readouterr().err, "Unknown benchmark 'cifar11'", "Did you mean 'cifar10'?")
+
+
+def test_visualize_with_a_missing_image(tmp_path, capsys, monkeypatch):
+    from tgazsr.cli import main
+    from tgazsr.evaluation import model
+
+    monkeypatch.setattr(model, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    code = main(["visualize", "--model_name_or_path", "m", "--image", str(tmp_path / "dog.jpg"), "--label", "dog",
+                 "--class_names", "dog,cat", "--output", str(tmp_path / "a.png")])
+    one_error_line(code, capsys.readouterr().err, "dog.jpg: no such file")
+    (tmp_path / "dog.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    code = main(["visualize", "--model_name_or_path", "m", "--image", str(tmp_path / "dog.jpg"), "--label", "dog",
+                 "--class_names", "dog,cat", "--output", str(tmp_path / "a.png")])
+    one_error_line(code, capsys.readouterr().err, "cannot be read as an image")
+    code = main(["visualize", "--model_name_or_path", "m", "--image", str(tmp_path / "dog.jpg"), "--label", "cow",
+                 "--class_names", "dog,cat"])
+    one_error_line(code, capsys.readouterr().err, "'cow' is not one of the class names")
+
+
+@pytest.fixture
+def read_only(tmp_path, monkeypatch):
+    """A folder nothing can be written in: its mode says so, and (for root, whom modes do not stop)
+    creating a file in it fails as a read-only folder does."""
+    import errno
+    import tempfile
+
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).resolve() == folder.resolve():
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    if os.geteuid() == 0:
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    yield folder
+    folder.chmod(0o755)
+
+
+def test_a_read_only_output_dir_is_refused_before_the_model_is_loaded(tiny_clip, saved_dataset, read_only, capsys,
+                                                                       monkeypatch):
+    from tgazsr import train
+
+    monkeypatch.setattr(train, "load_clip", lambda *a, **k: pytest.fail("the model was loaded"))
+    code = run_command(train.main, tiny_train_args(tiny_clip, saved_dataset, read_only / "run"))
+    one_error_line(code, capsys.readouterr().err, "--output_dir", "is not writable", str(read_only))
+    code = run_command(train.main, tiny_train_args(tiny_clip, saved_dataset, read_only))
+    one_error_line(code, capsys.readouterr().err, "is not writable")
+    assert not any(read_only.iterdir())
+
+
+def test_a_read_only_evaluation_output_is_refused_before_the_model_is_loaded(eval_world, read_only, capsys,
+                                                                             monkeypatch):
+    from tgazsr.evaluation import cli, harness
+
+    monkeypatch.setattr(harness, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    code = run_command(cli.main, eval_argv(eval_world, read_only, "--output_dir", str(read_only / "eval")))
+    one_error_line(code, capsys.readouterr().err, "--output_dir", "is not writable")
+
+
+def test_an_output_dir_that_is_a_file_or_on_a_full_disk(tiny_clip, saved_dataset, tmp_path, capsys, monkeypatch):
+    import shutil as shutil_module
+
+    from tgazsr import train
+
+    monkeypatch.setattr(train, "load_clip", lambda *a, **k: pytest.fail("the model was loaded"))
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    code = run_command(train.main, tiny_train_args(tiny_clip, saved_dataset, a_file))
+    one_error_line(code, capsys.readouterr().err, "is a file, not a folder")
+
+    usage = shutil_module.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage._replace(free=1000))
+    code = run_command(train.main, tiny_train_args(tiny_clip, saved_dataset, tmp_path / "run"))
+    line = one_error_line(code, capsys.readouterr().err, "too little free space", "one checkpoint", "1000 B is free")
+    from tgazsr.files import model_parameter_count
+
+    assert f"{model_parameter_count(tiny_clip):,} parameters" in line
+
+
+def test_plot_and_leaderboard_outputs_are_checked_before_reading(tmp_path, capsys):
+    from tgazsr.cli import main
+
+    (tmp_path / "results.json").write_text(json.dumps(good_results()))
+    code = main(["plot", str(tmp_path / "results.json"), "--output", str(tmp_path)])
+    one_error_line(code, capsys.readouterr().err, "is a folder, not a file")
+    code = main(["leaderboard", str(tmp_path / "results.json"), "--output", str(tmp_path / "results.json" / "b.md")])
+    one_error_line(code, capsys.readouterr().err, "cannot be created")

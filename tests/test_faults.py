@@ -247,3 +247,95 @@ def test_an_evaluation_that_fails_after_training_exits_non_zero_and_keeps_the_mo
             main(argv(tiny_clip, saved_dataset, out, "--eval_datasets", str(data), "--save_strategy", "no",
                       "--max_steps", "1", "--eval_max_samples", "4", "--eval_attack_steps", "1"))
     assert finite(out / "model.safetensors")
+
+
+# --- signals: every command ends quietly, saying what was kept ----------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ctrl_c_during_evaluation_keeps_the_finished_datasets_in_one_line(eval_world, tmp_path, capsys,
+                                                                         monkeypatch):
+    from tgazsr.errors import run_command
+    from tgazsr.evaluation import cli, harness
+    from tgazsr.evaluation.reports import read_results
+
+    real, calls = harness.evaluate_dataset, []
+
+    def interrupted_on_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second dataset is attacked
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(harness, "evaluate_dataset", interrupted_on_the_second)
+    monkeypatch.delenv("TGAZSR_DEBUG", raising=False)
+    out = tmp_path / "eval"
+    code = run_command(cli.main, [
+        "--model_name_or_path", eval_world["clip_a"], "--datasets", eval_world["saved"], eval_world["parquet"],
+        "--eps", "8", "--pgd_steps", "1", "--max_samples", "4", "--sanity_samples", "0", "--output_dir", str(out),
+        "--no_plot"])
+    err = capsys.readouterr().err
+    assert code == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("interrupted by SIGINT")]
+    assert len(lines) == 1, err
+    assert "kept the results of 1 finished dataset(s)" in lines[0] and str(out / "results.json") in lines[0]
+    kept = read_results(str(out / "results.json"))
+    assert len(kept["datasets"]) == 1  # the finished dataset, kept; the same command skips it when run again
+
+
+def _run_until_signalled(tmp_path, sig) -> subprocess.CompletedProcess:
+    """A command (through run_command) that shows a progress bar and waits; ``sig`` is sent once it runs."""
+    import time
+
+    ready = tmp_path / "ready"
+    script = (
+        "import sys, time\nfrom tqdm import tqdm\nfrom tgazsr.errors import note_kept, run_command\n"
+        "def main(argv):\n"
+        "    bar = tqdm(total=10, desc='work', file=sys.stderr)\n"
+        "    bar.update(3)\n"
+        "    note_kept('part', 'part one in out/')\n"
+        f"    open({str(ready)!r}, 'w').close()\n"
+        "    time.sleep(60)\n"
+        "sys.exit(run_command(main, []))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("TGAZSR_DEBUG", None)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not ready.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_ends_any_command_with_one_line_on_a_fresh_line(tmp_path, sig, status):
+    proc = _run_until_signalled(tmp_path, sig)
+    assert proc.returncode == status, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    name = signal.Signals(sig).name
+    lines = [line for line in proc.stderr.splitlines() if f"interrupted by {name}" in line]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0] == f"interrupted by {name}: kept part one in out/.", proc.stderr  # never after a bar
+    assert "work:" in proc.stderr  # the bar was drawn, and closed before the line
+
+
+def test_an_error_line_starts_after_an_open_progress_bar(capsys, monkeypatch):
+    from tqdm import tqdm
+
+    from tgazsr.errors import UserError, run_command
+
+    monkeypatch.delenv("TGAZSR_DEBUG", raising=False)
+
+    def main(argv):
+        bar = tqdm(total=10, desc="work", file=sys.stderr)
+        bar.update(5)
+        raise UserError("the input is wrong")
+
+    assert run_command(main, []) == 2
+    err = capsys.readouterr().err
+    assert "work:" in err
+    assert "error: the input is wrong" in err.splitlines(), repr(err)

@@ -11,24 +11,52 @@ import math
 import pytest
 
 from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
+from tgazsr.convert import ConvertArguments
+from tgazsr.data.check import CheckArguments
 from tgazsr.errors import run_command
 from tgazsr.evaluation.arguments import EvalArguments, attack_flag_arguments
+from tgazsr.evaluation.leaderboard import LeaderboardArguments
+from tgazsr.evaluation.plot import PlotArguments
+from tgazsr.evaluation.visualize import VisualizeArguments
 from tgazsr.limits import Limits, _kind, declared_fields, limits_of, problems, setting
 from tgazsr.recipes import recipe_groups
+from tgazsr.world.__main__ import WorldArguments
 
 #: command -> (its main, the recipe groups it parses, arguments that make the rest of the recipe valid)
 COMMANDS = {
     "train": ("tgazsr.train", recipe_groups((ModelArguments, DataArguments, RobustTrainingConfig)),
               ["recipes/tga_zsr.yaml"]),
     "evaluate": ("tgazsr.evaluation.cli", (EvalArguments, attack_flag_arguments()), ["recipes/eval_tga16.yaml"]),
+    "plot": ("tgazsr.evaluation.plot", (PlotArguments,), []),
+    "leaderboard": ("tgazsr.evaluation.leaderboard", (LeaderboardArguments,), []),
+    "visualize": ("tgazsr.evaluation.visualize", (VisualizeArguments,), []),
+    "data": ("tgazsr.data.check", (CheckArguments,), []),
+    "world": ("tgazsr.world.__main__", (WorldArguments,), []),
 }
+COMMANDS["convert"] = ("tgazsr.convert", (ConvertArguments,), [])
+
+
+def test_every_subcommand_is_covered():
+    from tgazsr.cli import COMMANDS as SUBCOMMANDS
+
+    assert set(SUBCOMMANDS) <= set(COMMANDS), set(SUBCOMMANDS) - set(COMMANDS)
+    for name, (module, _, _) in COMMANDS.items():
+        assert SUBCOMMANDS[name][0] == module, name
+
+
+def checked_fields(group: type) -> list[dataclasses.Field]:
+    """The fields of ``group`` with values to refuse: those that declare limits, and every boolean
+    (argparse refuses a value that is not true/false, declared or not)."""
+    return [f for f in dataclasses.fields(group) if limits_of(f) is not None or _kind(f.type) is bool]
 
 
 def bad_values(f: dataclasses.Field) -> list[str]:
     """Command-line values outside the declared limits of ``f``, and one of the wrong type."""
-    lim: Limits = limits_of(f)
+    lim: Limits = limits_of(f) or Limits()
     kind = _kind(f.type)
     out = []
+    if kind is bool:
+        out.append("maybe")
     if kind in (int, float):
         out.append("not-a-number")
         low = lim.ge if lim.ge is not None else lim.gt
@@ -55,7 +83,7 @@ def cases():
     for command, (module, groups, base) in COMMANDS.items():
         seen = set()
         for group in groups:
-            for f in declared_fields(group):
+            for f in checked_fields(group):
                 if f.name in seen:
                     continue
                 seen.add(f.name)
@@ -82,8 +110,17 @@ def test_a_value_outside_a_declared_limit_is_one_error_line(module, base, name, 
 
 
 def test_every_command_declares_limits():
-    for module, groups, _ in COMMANDS.values():
+    for name in ("train", "evaluate"):
+        module, groups, _ = COMMANDS[name]
         assert sum(len(declared_fields(g)) for g in groups) >= 15, module
+    for name in ("plot", "leaderboard", "visualize", "data", "world"):
+        _, groups, _ = COMMANDS[name]
+        assert all(limits_of(f) is not None for g in groups for f in dataclasses.fields(g)), name
+    # the numbers, choices and templates of the subcommands have limits to refuse values by
+    numeric = {f.name for name in ("visualize", "data", "world") for f in declared_fields(COMMANDS[name][1][0])
+               if bad_values(f)}
+    assert {"eps", "steps", "step_size", "prompt_template", "attention_norm", "max_rows", "protocol", "seed",
+            "threads", "max_samples"} <= numeric, numeric
 
 
 def test_help_shows_the_limits(capsys):

@@ -11,7 +11,8 @@ Every subcommand is also ``python -m tgazsr.<subcommand>`` and runs under ``acce
 tgazsr.cli <subcommand> ...`` or ``torchrun -m tgazsr.cli <subcommand> ...``. Recipes and flags
 follow trl's conventions: a positional recipe or ``--config``, an ``env:`` block, dashes or
 underscores, unknown keys named as errors. A bad input prints one ``error:`` line and exits 2
-(``--debug`` shows the traceback).
+(``--debug`` shows the traceback); Ctrl-C or SIGTERM prints one line saying what was kept and exits
+130 or 143 (``tgazsr.errors.run_command``, for every subcommand).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ so ``except ValueError`` still catches a ``RecipeError``): ``tgazsr.recipes.Reci
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Callable, Sequence
 
@@ -23,6 +24,8 @@ DEBUG_FLAG = "--debug"
 DEBUG_ENV = "TGAZSR_DEBUG"
 #: The exit status of a bad input (the status argparse uses for a malformed command line).
 USAGE_EXIT = 2
+#: A command stopped by a signal exits with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
+SIGNAL_EXIT_BASE = 128
 
 
 class UserError(Exception):
@@ -36,6 +39,76 @@ class ModelFolderError(OSError, UserError):
 
 class PromptError(ValueError, UserError):
     """Prompts that cannot tell the classes apart (e.g. identical once truncated)."""
+
+
+class Stopped(BaseException):
+    """SIGTERM reached a command run by :func:`run_command` (SIGINT arrives as ``KeyboardInterrupt``).
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is, so an ``except Exception`` on the way up does not
+    swallow it; ``signum`` is the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+# --- what an interrupted command keeps ------------------------------------------------------------
+
+#: What the running command has finished and written so far, by part ("evaluation", "model", ...):
+#: the line an interrupted command prints. Parts of a command call :func:`note_kept` as they finish.
+_KEPT: dict[str, str] = {}
+
+
+def note_kept(part: str, what: str) -> None:
+    """Record what ``part`` of the running command has finished and written (replacing its earlier note),
+    e.g. ``note_kept("evaluation", "results of 2 finished datasets (a, b) in out/results.json")``."""
+    _KEPT[part] = what
+
+
+def kept_line(signame: str) -> str:
+    """The one line an interrupted command prints: the signal and what was kept."""
+    if not _KEPT:
+        return f"interrupted by {signame}: nothing had finished, so nothing was kept."
+    return f"interrupted by {signame}: kept {'; '.join(_KEPT.values())}."
+
+
+def close_progress_bars() -> None:
+    """Close the open tqdm bars (each keeps its last state on its own line), so the line printed next
+    starts on a fresh line and no bar is redrawn after it."""
+    std = sys.modules.get("tqdm.std")
+    if std is None:
+        return
+    for bar in list(getattr(std.tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar that cannot close must not hide the message
+            pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _say(line: str) -> None:
+    """Print a line for the user on stderr, on a line of its own (after closing any progress bar)."""
+    close_progress_bars()
+    print(line, file=sys.stderr, flush=True)
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def _install_sigterm() -> object | None:
+    """Turn SIGTERM into :class:`Stopped` while a command runs, if the handler is the default one (a
+    command that installs its own, as training does, keeps it). Returns the previous handler."""
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return None
+        return signal.signal(signal.SIGTERM, _raise_stopped)
+    except (ValueError, AttributeError):  # not the main thread, or no SIGTERM on this platform
+        return None
 
 
 def _take_debug_flag(argv: list[str]) -> tuple[list[str], bool]:
@@ -79,23 +152,42 @@ def run_command(main: Callable[[list[str]], object], argv: Sequence[str] | None 
       and the status is 2.
     - with ``--debug`` or ``TGAZSR_DEBUG=1``, a :class:`UserError` is re-raised instead, so the
       traceback shows (and the interpreter exits with status 1).
+    - Ctrl-C (SIGINT, ``KeyboardInterrupt``) or SIGTERM ends the command quietly: one line on
+      stderr names the signal and what was kept (what the command recorded with :func:`note_kept`:
+      the datasets an evaluation finished, the model training saved), and the status is 130 for
+      SIGINT, 143 for SIGTERM (128 + the signal's number). With ``--debug`` the traceback shows.
     - any other exception is re-raised: its traceback shows and the interpreter exits with
-      status 1. ``SystemExit`` (``--help``; a ``SystemExit`` subclass with its own status) and
-      ``KeyboardInterrupt`` pass through untouched. (argparse's own errors, a value of the wrong
-      type or a flag without its value, are ``RecipeError``s when parsed by ``parse_recipe``.)
+      status 1. ``SystemExit`` (``--help``; a ``SystemExit`` subclass with its own status, such as
+      training's ``Preempted`` after it saved a checkpoint) passes through untouched. (argparse's own
+      errors, a value of the wrong type or a flag without its value, are ``RecipeError``s when
+      parsed by ``parse_recipe``.)
+    - an ``error:`` or ``interrupted`` line never shares a line with a progress bar: open tqdm bars
+      are closed first.
 
     Use it as ``if __name__ == "__main__": sys.exit(run_command(main))``.
     """
     argv, flag = _take_debug_flag(list(sys.argv[1:] if argv is None else argv))
     debug = flag or debug_requested()
+    _KEPT.clear()
+    previous = _install_sigterm()
     try:
         result = main(argv)
     except UserError as err:
         if debug:
             raise
-        print(format_error(err), file=sys.stderr, flush=True)
+        _say(format_error(err))
         print(f"(add {DEBUG_FLAG} or set {DEBUG_ENV}=1 to see the traceback)", file=sys.stderr, flush=True)
         return USAGE_EXIT
+    except (KeyboardInterrupt, Stopped) as err:
+        if debug:
+            raise
+        signum = err.signum if isinstance(err, Stopped) else int(signal.SIGINT)
+        _say(kept_line(signal.Signals(signum).name))
+        return SIGNAL_EXIT_BASE + signum
+    finally:
+        _KEPT.clear()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if isinstance(result, int) and not isinstance(result, bool):
         return result
     return 0

@@ -100,8 +100,8 @@ def describe(f: dataclasses.Field) -> str:
     if lim is None:
         return ""
     kind = _kind(f.type)
-    text = lim.text()
-    return f"[{', '.join(p for p in (kind.__name__ if kind else '', text) if p)}]"
+    shown = [p for p in (kind.__name__ if kind else "", lim.text()) if p]
+    return f"[{', '.join(shown)}]" if shown else ""
 
 
 def with_limits_in_help(cls: type) -> type:

@@ -58,6 +58,7 @@ class _Parser(HfArgumentParser):
     ``RecipeError``: one line, not the usage of every field followed by the error."""
 
     def error(self, message: str):
+        message = message.rstrip(".")
         raise RecipeError(f"{message[:1].upper()}{message[1:]}. Run with --help to list every field.")
 
     @staticmethod

@@ -23,7 +23,7 @@ from .config import DataArguments, ModelArguments, RobustTrainingConfig
 from .checkpoints import StopOnSignal, prepare_output_dir, resolve_resume
 from .data import collate, load_image_dataset, prepare_classification_data
 from .methods import get_method
-from .errors import UserError, run_command
+from .errors import UserError, note_kept, run_command
 from .modeling import PIXEL_NORMALIZATIONS, ZeroShotCLIP, load_clip, load_processor
 from .recipes import parse_recipe
 from .evaluation import comparison_markdown, end_of_training_check, evaluate_after_training
@@ -48,11 +48,14 @@ def apply_lora(model: ZeroShotCLIP, model_args: ModelArguments) -> None:
     model.clip = get_peft_model(model.clip, config)
 
 
-def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: RobustTrainingConfig):
+def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: RobustTrainingConfig,
+                  room_checked: bool = True):
     method = get_method(cfg.method)
     set_seed(cfg.seed)
     attn = model_args.attn_implementation or ("eager" if method.needs_attentions else "sdpa")
     clip = load_clip(model_args.model_name_or_path, attn_implementation=attn)
+    if not room_checked:  # the size was not known before loading: checked now, before the data is prepared
+        check_output_room(cfg, model_args.model_name_or_path, sum(p.numel() for p in clip.parameters()))
     processor = load_processor(model_args.model_name_or_path)
     tokenizer = getattr(processor, "tokenizer", processor)
     image_processor = getattr(processor, "image_processor", None)
@@ -147,6 +150,9 @@ def preflight(cfg: RobustTrainingConfig, push: bool) -> None:
     if cfg.fp16 and cfg.device.type == "cpu":  # accelerate quietly drops fp16 on CPU: say so
         logger.warning("fp16 mixed precision needs a GPU: this run on CPU computes in float32. Pass --fp16 false to "
                        "silence this, or --bf16 true --fp16 false for bfloat16 autocast on CPU.")
+    from .files import check_output_dir
+
+    check_output_dir(cfg.output_dir)  # a file, or not writable: found before anything is converted or loaded
     if push and not cfg.hub_model_id:
         raise PreflightError("push_to_hub needs hub_model_id (e.g. --hub_model_id you/clip-vit-b32-tga-zsr).")
     if push:
@@ -164,6 +170,35 @@ def preflight(cfg: RobustTrainingConfig, push: bool) -> None:
             raise PreflightError("eval_datasets cannot all be evaluated after training:\n" + "\n".join(problems))
 
 
+def checkpoint_need(cfg: RobustTrainingConfig, parameters: int) -> tuple[int, str]:
+    """About the bytes of one checkpoint of a model of ``parameters`` parameters, and how that was
+    reckoned: float32 weights and the optimizer's state (none with ``save_only_model``). Every
+    parameter is counted (an upper bound: the frozen text tower has no optimizer state)."""
+    from .files import checkpoint_bytes, optimizer_state_factor
+
+    factor = 0 if getattr(cfg, "save_only_model", False) else optimizer_state_factor(cfg.optim)
+    need = checkpoint_bytes(parameters, 4, factor)
+    return need, (f"one checkpoint: {parameters:,} parameters x 4 bytes x (1 + {factor} optimizer state "
+                  f"{'copy' if factor == 1 else 'copies'} of {getattr(cfg.optim, 'value', cfg.optim)})")
+
+
+def check_output_room(cfg: RobustTrainingConfig, model: str, parameters: int | None = None) -> bool:
+    """output_dir takes one checkpoint of ``model`` (its parameter count from its safetensors headers
+    when not given), checked before the model is loaded. Returns False when the size cannot be told
+    before loading (a Hub model not in the cache): ``build_trainer`` then checks with the loaded
+    model's count, before the data is prepared."""
+    from .files import check_output_dir, model_parameter_count
+
+    parameters = parameters if parameters is not None else model_parameter_count(model)
+    if parameters is None:
+        logger.info("The size of one checkpoint of %s is not known before loading it; output_dir's free space is "
+                    "checked once it is loaded.", model)
+        return False
+    need, what = checkpoint_need(cfg, parameters)
+    check_output_dir(cfg.output_dir, need, what=what)
+    return True
+
+
 def train_with_rescue(trainer: RobustCLIPTrainer, resume_from_checkpoint: str | None = None) -> None:
     """Train; if training dies (an error, Ctrl-C), save a checkpoint of the last finished step
     first, so ``--resume_from_checkpoint true`` continues from there."""
@@ -177,8 +212,12 @@ def train_with_rescue(trainer: RobustCLIPTrainer, resume_from_checkpoint: str | 
                          "(--resume_from_checkpoint true).", step, step)
             try:
                 trainer._save_checkpoint(trainer.model, trial=None)
+                saved = True
             except Exception as err:  # noqa: BLE001 - e.g. non-finite weights: keep the earlier checkpoints
                 logger.error("No rescue checkpoint: %s", err)
+        if saved:
+            note_kept("checkpoint", f"checkpoint-{step} in {trainer.args.output_dir} (continue with "
+                      "--resume_from_checkpoint true)")
         raise
 
 
@@ -283,10 +322,12 @@ def _train(argv=None):
             model_args.model_name_or_path = load_model_or_convert(model_args.model_name_or_path)
     resume = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
     prepare_output_dir(cfg.output_dir, cfg.overwrite_output_dir, resuming=resume is not None)
-    trainer, train, tokenizer = build_trainer(model_args, data_args, cfg)
+    room_checked = check_output_room(cfg, model_args.model_name_or_path)
+    trainer, train, tokenizer = build_trainer(model_args, data_args, cfg, room_checked=room_checked)
     skipped_images = train.skipped_images
     train_until_done_or_signal(trainer, resume)
     trainer.save_model(cfg.output_dir)
+    note_kept("model", f"the trained model in {cfg.output_dir}")
     trainer.accelerator.wait_for_everyone()  # the main process writes; every process then reads the saved model
     try:
         results = evaluate_trained(cfg, model_args, data_args, trainer.is_world_process_zero())

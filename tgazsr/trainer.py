@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from transformers import Trainer
 
 from .attacks import pgd
+from .checkpoints import CheckpointError
 from .errors import UserError
 from .hub import public_name
 from .methods import Method, StepView
@@ -321,21 +322,21 @@ class RobustCLIPTrainer(Trainer):
 
             path = os.path.join(resume_from_checkpoint, ADAPTER_DIR, "adapter_model.safetensors")
             if not os.path.isfile(path):
-                raise ValueError(f"No LoRA adapter in checkpoint {resume_from_checkpoint} (expected {path}).")
+                raise CheckpointError(f"No LoRA adapter in checkpoint {resume_from_checkpoint} (expected {path}).")
             set_peft_model_state_dict(unwrapped.clip, load_file(path))
             return
         path = os.path.join(resume_from_checkpoint, "model.safetensors")
         if not os.path.isfile(path):
-            raise ValueError(f"No model.safetensors in checkpoint {resume_from_checkpoint}.")
+            raise CheckpointError(f"No model.safetensors in checkpoint {resume_from_checkpoint}.")
         try:
             weights = load_file(path)
         except Exception as err:  # noqa: BLE001 - name the file, whatever safetensors says
-            raise ValueError(f"Cannot read {path} ({type(err).__name__}: {err}): the file is truncated or corrupt. "
+            raise CheckpointError(f"Cannot read {path} ({type(err).__name__}: {err}): the file is truncated or corrupt. "
                              "Resume from an earlier checkpoint (--resume_from_checkpoint PATH).") from err
         missing, unexpected = unwrapped.clip.load_state_dict(weights, strict=False)
         missing = [k for k in missing if not k.endswith("position_ids")]
         if missing or unexpected:
-            raise ValueError(
+            raise CheckpointError(
                 f"Checkpoint {resume_from_checkpoint} does not match the model: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}."
             )

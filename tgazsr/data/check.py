@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Sequence
 
+from ..limits import setting, with_limits_in_help
 from . import registry
 from .sources import image_column, label_column, label_names, load_splits, source_label
 
@@ -187,20 +188,37 @@ def format_check_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@with_limits_in_help
 @dataclass
 class CheckArguments:
-    datasets: list[str] = field(default_factory=list, metadata={"help": "Registry names or collections (default: tga16)."})
-    protocol: str = field(default="tga", metadata={"help": "'tga' or 'fare': which source, names and splits to check."})
-    data_dir: str | None = field(default=None, metadata={"help": "Local copies at DATA_DIR/<name> are checked instead of the Hub."})
-    max_rows: int = field(default=8, metadata={"help": "Rows read per split."})
+    datasets: list[str] = setting(default_factory=list, help="Registry names or collections (default: tga16; also as "
+                                  "leading positional arguments: tgazsr data cifar10 stl10).")
+    protocol: str = setting("tga", "'tga' or 'fare': which source, names and splits to check.",
+                            choices=registry.PROTOCOLS)
+    data_dir: str | None = setting(None, "Local copies at DATA_DIR/<name> are checked instead of the Hub.")
+    max_rows: int = setting(8, "Rows read per split.", ge=1)
+
+
+def names_as_flag(argv: Sequence[str]) -> list[str]:
+    """``cifar10 stl10 --flag ...`` (benchmark names first, as ``tgazsr data`` takes them) as
+    ``--datasets cifar10 stl10 --flag ...``; a leading ``*.yaml`` / ``*.yml`` stays the recipe."""
+    argv = list(argv)
+    names = []
+    while argv and not argv[0].startswith("-") and not argv[0].endswith((".yaml", ".yml")):
+        names.append(argv.pop(0))
+    return (["--datasets", *names] if names else []) + argv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``tgazsr data``: the check table; exit 1 when a check failed (unreachable sources are listed)."""
+    """``tgazsr data``: the check table; exit 1 when a check failed (unreachable sources are listed).
+    An unknown name is one error with the closest registered names, before anything is read."""
+    import sys
+
     from .. import world  # noqa: F401 - the command's own choice: the world's sets (world_shapes, "world") can be named
     from ..recipes import parse_recipe
 
-    (args,) = parse_recipe((CheckArguments,), argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    (args,) = parse_recipe((CheckArguments,), names_as_flag(argv))
     rows = check_data(args.datasets or None, protocol=args.protocol, data_dir=args.data_dir, max_rows=args.max_rows)
     print(format_check_table(rows))
     return 1 if any(r["status"] == FAILED for r in rows) else 0

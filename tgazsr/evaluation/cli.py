@@ -22,11 +22,16 @@ from typing import Sequence
 import torch
 
 from ..errors import UserError, run_command
+from ..files import check_output_dir
 from ..model_checks import check_model_folder
 from ..recipes import RecipeError
 from .arguments import EvalArguments, parse_eval_args
 from .datasets import DatasetUnavailable, ResolvedEntry, resolve_entries
 from .harness import run_evaluation
+
+
+#: Room the evaluation's reports need (results.json, results.md, results.csv/jsonl, finished/, the plot).
+EVAL_OUTPUT_BYTES = 16 * 1024 * 1024
 
 
 def check_inputs(args: EvalArguments) -> list[ResolvedEntry]:
@@ -70,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_eval_args(argv)
     if args.check_data:
         return check_datasets(args)
+    # results.json, results.md and finished/ go there: a file, a folder that cannot be written or a full
+    # disk is found before a checkpoint is converted or a model loaded.
+    check_output_dir(args.output_dir, EVAL_OUTPUT_BYTES, what="results.json, results.md and the finished datasets")
     if args.model_name_or_path:  # an OpenAI-CLIP / open_clip checkpoint or a zoo name: converted once, cached
         from ..convert import load_model_or_convert
 

@@ -29,6 +29,8 @@ import torch
 
 from ..attacks import AttackContext, PGDSettings, run_attack, sample_generators
 from ..data import collate
+from ..errors import note_kept
+from ..recipes import RecipeError
 from ..metrics import load_accuracy
 from ..modeling import ZeroShotCLIP
 from .arguments import EvalArguments
@@ -43,7 +45,7 @@ from .cache import (
 )
 from .datasets import DatasetUnavailable, EvalDataset, ResolvedEntry, expand_entries, prepare_dataset, resolve_entries
 from .model import NonFiniteError, check_finite_weights, load_model, model_fingerprint, normalization_of
-from .reports import averages, eps_label, result_key, sanity_line, write_reports
+from .reports import RESULTS_SCHEMA_VERSION, averages, eps_label, result_key, sanity_line, write_reports
 
 logger = logging.getLogger("tgazsr.evaluation")
 
@@ -320,11 +322,12 @@ def run_evaluation(args: EvalArguments, model: ZeroShotCLIP | None = None, token
     the averages; the settings; and the datasets that could not be loaded under ``errors``.
     """
     if not args.datasets:
-        raise ValueError("Pass --datasets (registry names, collections or local paths), or use recipes/eval_tga16.yaml.")
+        raise RecipeError("Pass --datasets (registry names, collections or local paths), or use "
+                          "recipes/eval_tga16.yaml.")
     if resolved is None:
         resolved, unknown = resolve_entries(list(args.datasets), args)
         if unknown:  # a typo fails now, not after hours of attacks on the other datasets
-            raise ValueError("\n".join(unknown))
+            raise RecipeError("\n".join(unknown))
     elif [item.entry for item in resolved] != expand_entries(list(args.datasets)):
         raise ValueError(f"run_evaluation(resolved=...) was given {[item.entry for item in resolved]}, "
                          f"not the entries of --datasets {list(args.datasets)}.")
@@ -350,11 +353,21 @@ def run_evaluation(args: EvalArguments, model: ZeroShotCLIP | None = None, token
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before
 
 
+def note_finished(results: dict, output_dir: str) -> None:
+    """What an interrupted evaluation keeps, as the command's one line says it (``tgazsr.errors``)."""
+    names = list(results["datasets"])
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    note_kept("evaluation", f"the results of {len(names)} finished dataset(s) ({shown}) in "
+              f"{os.path.join(output_dir, 'results.json')} and {os.path.join(output_dir, 'finished')}; the same "
+              "command skips them when run again")
+
+
 def _run(args, resolved: list[ResolvedEntry], state, device, model, tokenizer, fingerprint) -> dict:
     image_size = model.clip.config.vision_config.image_size
     metric = load_accuracy()
     model_name = args.model_name_or_path or "model"
     results: dict[str, Any] = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
         "model": args.model_name_or_path,
         "model_fingerprint": fingerprint,
         "harness_version": HARNESS_VERSION,
@@ -390,6 +403,8 @@ def _run(args, resolved: list[ResolvedEntry], state, device, model, tokenizer, f
         if done is not None:
             logger.info("%s: finished earlier for this model and these settings (%s); skipping.", data.name, path)
             results["datasets"][data.name] = done
+            if state.is_main_process:
+                note_finished(results, args.output_dir)
             continue
         text = model.class_embeddings(data.class_names, data.templates, tokenizer)  # once per dataset
         result = evaluate_dataset(model, data, text, args, state, device, metric, model_name)
@@ -399,6 +414,7 @@ def _run(args, resolved: list[ResolvedEntry], state, device, model, tokenizer, f
             write_finished(path, key, args.model_name_or_path, result)
             results["average"] = averages(results["datasets"])
             write_reports(results, args.output_dir, plot=False)
+            note_finished(results, args.output_dir)
         logger.info("%s: clean %.2f%%, %s", data.name, 100 * result["clean_accuracy"],
                     ", ".join(f"{k} {100 * v:.2f}%" for k, v in result["robust"].items()))
         if result["sanity"]["passed"]:

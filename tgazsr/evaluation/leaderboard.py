@@ -10,20 +10,22 @@ worst case over each run's attacks at the largest budget the runs share.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
-from .plot import _default_label, load_results, plot_tradeoff, results_as_flag
-from .reports import leaderboard_markdown
+from ..limits import setting, with_limits_in_help
+from .plot import _default_label, plot_tradeoff, results_as_flag
+from .reports import leaderboard_markdown, read_results
 
 
+@with_limits_in_help
 @dataclass
 class LeaderboardArguments:
-    results: list[str] = field(default_factory=list, metadata={"help": "results.json files (also as leading positional arguments)."})
-    output: str = field(default="leaderboard.md", metadata={"help": "Markdown file to write (also printed)."})
-    plot: str | None = field(default=None, metadata={"help": "Also draw the runs on the robust-versus-clean plane to this PNG."})
-    key: str | None = field(default=None, metadata={"help": "Robust column to rank by (default: worst case at the largest eps)."})
-    labels: list[str] | None = field(default=None, metadata={"help": "One name per results file (default: from model cards)."})
+    results: list[str] = setting(default_factory=list, help="results.json files (also as leading positional arguments).")
+    output: str = setting("leaderboard.md", "Markdown file to write (also printed).")
+    plot: str | None = setting(None, "Also draw the runs on the robust-versus-clean plane to this PNG.")
+    key: str | None = setting(None, "Robust column to rank by (default: worst case at the largest eps).")
+    labels: list[str] | None = setting(None, "One name per results file (default: from model cards).")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,10 +35,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args,) = parse_recipe((LeaderboardArguments,), results_as_flag(argv))
     if not args.results:
         raise RecipeError("Pass the results.json files to rank: tgazsr leaderboard a/results.json b/results.json.")
-    runs = [load_results(p) for p in args.results]
+    from ..files import check_output_file
+
+    check_output_file(args.output)
+    if args.plot:
+        check_output_file(args.plot, "--plot")
+    runs = [read_results(p) for p in args.results]
     labels = list(args.labels) if args.labels else [_default_label(r, i) for i, r in enumerate(runs)]
     if len(labels) != len(runs):
-        raise RecipeError(f"Got {len(labels)} labels for {len(runs)} results files.")
+        raise RecipeError(f"Got {len(labels)} labels for {len(runs)} results files: give one --labels entry per "
+                          "results file, or none.")
     table = leaderboard_markdown(runs, labels, args.key)
     with open(args.output, "w", encoding="utf-8") as f:
         f.write(table)

@@ -86,7 +86,10 @@ def resolve_normalization(name: str, model_name_or_path: str):
     """'clip' / 'imagenet', or for 'auto' the (mean, std) of the checkpoint's image processor."""
     if name != "auto":
         if name not in PIXEL_NORMALIZATIONS:
-            raise ValueError(f"pixel_normalization must be 'auto' or one of {sorted(PIXEL_NORMALIZATIONS)}, got {name!r}.")
+            from ..recipes import RecipeError
+
+            raise RecipeError(f"pixel_normalization must be 'auto' or one of {sorted(PIXEL_NORMALIZATIONS)}, got "
+                              f"{name!r}: pass --pixel_normalization with one of them.")
         return name
     try:
         processor = AutoImageProcessor.from_pretrained(model_name_or_path)

@@ -10,19 +10,16 @@ Each results file (written by ``tgazsr.evaluate``) is one point: its average cle
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
+from ..limits import setting, with_limits_in_help
+from .reports import ResultsFileError, read_results
 
-def load_results(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        results = json.load(f)
-    if "datasets" not in results:
-        raise ValueError(f"{path} is not a tgazsr.evaluate results file (no 'datasets').")
-    return results
+#: The reader of results.json (``tgazsr.evaluation.reports.read_results``), under its older name.
+load_results = read_results
 
 
 def _default_label(results: dict, index: int) -> str:
@@ -86,20 +83,24 @@ def plot_tradeoff(
     import matplotlib.pyplot as plt
 
     if not runs:
-        raise ValueError("Nothing to plot: no results.")
+        raise ResultsFileError("Nothing to plot: no results.")
     key = key or common_key(runs)
     if key is None:
-        raise ValueError("The results share no robust accuracy column to plot.")
+        raise ResultsFileError("The results share no robust accuracy column to plot: evaluate the runs with a common "
+                               "attack and budget (e.g. --attacks pgd --eps 1), or pass --key with a column they all have.")
     labels = list(labels) if labels else [_default_label(r, i) for i, r in enumerate(runs)]
     if len(labels) != len(runs):
-        raise ValueError(f"Got {len(labels)} labels for {len(runs)} results files.")
+        raise ResultsFileError(f"Got {len(labels)} labels for {len(runs)} results files: give one --labels entry per "
+                               "results file, or none.")
     fig, ax = plt.subplots(figsize=(6.0, 5.0), dpi=120)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (run, label) in enumerate(zip(runs, labels)):
         avg = run.get("average") or {}
         robust = (avg.get("robust") or {}).get(key)
         if robust is None or avg.get("clean_accuracy") is None:
-            raise ValueError(f"{label}: no average {key!r} in its results.")
+            have = ", ".join((avg.get("robust") or {})) or "none"
+            raise ResultsFileError(f"{label}: no average {key!r} in its results (its columns: {have}). Pass --key with "
+                                   "a column every results file has.")
         colour = colours[i % len(colours)]
         if per_dataset:
             points = [(d["clean_accuracy"], d["robust"][key]) for d in run["datasets"].values() if key in d.get("robust", {})]
@@ -126,14 +127,15 @@ def plot_tradeoff(
     return output
 
 
+@with_limits_in_help
 @dataclass
 class PlotArguments:
-    results: list[str] = field(default_factory=list, metadata={"help": "results.json files written by tgazsr evaluate (also as leading positional arguments)."})
-    output: str = field(default="tradeoff.png", metadata={"help": "PNG to write."})
-    key: str | None = field(default=None, metadata={"help": "Robust column to plot, e.g. 'pgd@1/255' (default: the first shared one)."})
-    labels: list[str] | None = field(default=None, metadata={"help": "One legend label per results file (default: model names)."})
-    per_dataset: bool = field(default=False, metadata={"help": "Also draw each dataset as a small marker."})
-    title: str | None = field(default=None, metadata={"help": "Plot title."})
+    results: list[str] = setting(default_factory=list, help="results.json files written by tgazsr evaluate (also as leading positional arguments).")
+    output: str = setting("tradeoff.png", "PNG to write.")
+    key: str | None = setting(None, "Robust column to plot, e.g. 'pgd@1/255' (default: the first shared one).")
+    labels: list[str] | None = setting(None, "One legend label per results file (default: model names).")
+    per_dataset: bool = setting(False, "Also draw each dataset as a small marker.")
+    title: str | None = setting(None, "Plot title.")
 
 
 def results_as_flag(argv: Sequence[str]) -> list[str]:
@@ -147,6 +149,7 @@ def results_as_flag(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ..files import check_output_file
     from ..recipes import parse_recipe
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -155,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..recipes import RecipeError
 
         raise RecipeError("Pass the results.json files to plot: tgazsr plot eval/a/results.json eval/b/results.json.")
-    runs = [load_results(p) for p in args.results]
+    check_output_file(args.output)
+    runs = [read_results(p) for p in args.results]
     out = plot_tradeoff(runs, args.output, args.key, args.labels, args.per_dataset, args.title)
     print(out)
     return 0

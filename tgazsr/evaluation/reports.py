@@ -1,5 +1,12 @@
 """Reports of an evaluation: results.json, results.md (the TGA-style table with averages and each
-dataset's sanity record), the trade-off plot, and side-by-side comparisons of several runs."""
+dataset's sanity record), the trade-off plot, and side-by-side comparisons of several runs.
+
+results.json carries ``schema_version`` (:data:`RESULTS_SCHEMA_VERSION`); :func:`read_results` is
+the one reader of it (``tgazsr plot``, ``tgazsr leaderboard``): it names a truncated file as such,
+a JSON that is not a results file by the field it lacks, and a file of a newer schema by its
+version. A file written before ``schema_version`` existed (version 0) is read when its fields are
+valid: the fields the readers use are the same in versions 0 and 1.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,20 @@ import logging
 import math
 import os
 
+from ..errors import UserError
 from .cache import HARNESS_VERSION
 
 logger = logging.getLogger("tgazsr.evaluation")
+
+#: The version of results.json's layout; a reader refuses a newer one. 1: ``schema_version`` added
+#: (files without it are version 0, the same fields otherwise).
+RESULTS_SCHEMA_VERSION = 1
+
+
+class ResultsFileError(ValueError, UserError):
+    """A results file that cannot be read as one (missing, truncated, foreign, of a newer schema, holding
+    a value that is not an accuracy), or results that cannot be compared. The message names the file
+    and the field, and says how to get a good one."""
 
 
 def eps_label(eps: float, norm: str = "linf") -> str:
@@ -105,8 +123,83 @@ def _which_samples(settings: dict) -> str:
     return f"the first {n} test samples"
 
 
+def _accuracy_problem(value) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"is {value!r}, not a number"
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        return f"is {value!r}, not an accuracy in [0, 1]"
+    return None
+
+
+def results_problem(results) -> str | None:
+    """What makes ``results`` (a parsed results.json) unusable, or None: the first missing or bad
+    field, by its path in the file (``datasets.cifar10.clean_accuracy``)."""
+    if not isinstance(results, dict):
+        return f"it holds a JSON {type(results).__name__}, not an object"
+    version = results.get("schema_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        return f"field schema_version is {version!r}, not a version number"
+    if version > RESULTS_SCHEMA_VERSION:
+        return (f"its schema_version is {version}, newer than this tgazsr reads ({RESULTS_SCHEMA_VERSION}): upgrade "
+                "tgazsr to read it")
+    if "datasets" not in results:
+        return "missing field datasets"
+    per = results["datasets"]
+    if not isinstance(per, dict):
+        return f"field datasets is a {type(per).__name__}, not an object of datasets"
+    for name, row in per.items():
+        where = f"datasets.{name}"
+        if not isinstance(row, dict):
+            return f"field {where} is not an object"
+        for required in ("clean_accuracy", "robust", "num_samples"):
+            if required not in row:
+                return f"missing field {where}.{required}"
+        problem = _accuracy_problem(row["clean_accuracy"])
+        if problem:
+            return f"field {where}.clean_accuracy {problem}"
+        if not isinstance(row["robust"], dict):
+            return f"field {where}.robust is not an object of accuracies"
+        for key, value in row["robust"].items():
+            problem = _accuracy_problem(value)
+            if problem:
+                return f"field {where}.robust.{key} {problem}"
+    average = results.get("average")
+    if average is not None and not isinstance(average, dict):
+        return "field average is not an object"
+    return None
+
+
+def read_results(path: str) -> dict:
+    """The results an evaluation wrote to ``path`` (a results.json, or the folder holding it), checked:
+    a missing, truncated or foreign file, one of a newer ``schema_version``, or one holding a value
+    that is not an accuracy raises :class:`ResultsFileError` naming the file and the field. The
+    ``average`` is computed from the datasets when the file has none."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "results.json")):
+        path = os.path.join(path, "results.json")
+    rerun = "rerun the evaluation that writes it (tgazsr evaluate ... --output_dir DIR writes DIR/results.json)"
+    if not os.path.isfile(path):
+        found = "a folder without results.json" if os.path.isdir(path) else "no such file"
+        raise ResultsFileError(f"{path}: {found}. Pass the results.json of an evaluation, or {rerun}.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        results = json.loads(text)
+    except (UnicodeDecodeError, ValueError) as err:
+        where = f"{err.msg} at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) \
+            else str(err)
+        raise ResultsFileError(f"{path} is truncated or not JSON ({where}); {rerun}.") from None
+    problem = results_problem(results)
+    if problem:
+        raise ResultsFileError(f"{path} is not a tgazsr results file: {problem}. Pass the results.json of an "
+                               f"evaluation, or {rerun}.")
+    if results.get("average") is None:
+        results["average"] = averages(results["datasets"])
+    return results
+
+
 def write_reports(results: dict, output_dir: str, plot: bool = True) -> None:
     os.makedirs(output_dir, exist_ok=True)
+    results.setdefault("schema_version", RESULTS_SCHEMA_VERSION)
     tmp = os.path.join(output_dir, "results.json.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
@@ -163,7 +256,8 @@ def leaderboard_markdown(runs: list[dict], labels: list[str], key: str | None = 
 
     key = key or common_key(runs)
     if key is None:
-        raise ValueError("The results share no robust accuracy column.")
+        raise ResultsFileError("The results share no robust accuracy column: evaluate the runs with a common attack "
+                               "and budget (e.g. --attacks pgd --eps 1), or pass --key with a column they all have.")
     shared = [n for n in runs[0]["datasets"] if all(n in r["datasets"] for r in runs)]
     rows = []
     for run, label in zip(runs, labels):

@@ -10,24 +10,36 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
-from .build import build_world
+from ..limits import setting, with_limits_in_help
+from .build import WorldPaths, build_world, default_root, is_complete
 from .pretraining import torch_threads
 from .spec import WorldSpec
 
 
+@with_limits_in_help
 @dataclass
 class WorldArguments:
-    root: str | None = field(default=None, metadata={"help": "Where to build (default: $TGAZSR_HOME/world-<version>-seed<seed>)."})
-    seed: int = field(default=0, metadata={"help": "Seed of the world."})
-    small: bool = field(default=False, metadata={"help": "The reduced unit-test world (seconds)."})
-    force: bool = field(default=False, metadata={"help": "Rebuild even if a complete world exists."})
-    threads: int | None = field(default=None, metadata={"help": "Torch threads (default: the idle cores)."})
-    steps: int | None = field(default=None, metadata={"help": "PGD steps of the report (default 20; 3 with --small)."})
-    max_samples: int | None = field(default=None, metadata={"help": "Images per evaluation set in the report (default: all)."})
-    report: bool = field(default=True, metadata={"help": "Print the base model's report (--no_report: build only)."})
+    root: str | None = setting(None, "Where to build (default: $TGAZSR_HOME/world-<version>-seed<seed>).")
+    seed: int = setting(0, "Seed of the world.", ge=0)
+    small: bool = setting(False, "The reduced unit-test world (seconds).")
+    force: bool = setting(False, "Rebuild even if a complete world exists.")
+    threads: int | None = setting(None, "Torch threads (default: the idle cores).", ge=1)
+    steps: int | None = setting(None, "PGD steps of the report (default 20; 3 with --small).", ge=1)
+    max_samples: int | None = setting(None, "Images per evaluation set in the report (default: all).", ge=1)
+    report: bool = setting(True, "Print the base model's report (--no_report: build only).")
+
+
+def check_root(args: WorldArguments, spec: WorldSpec) -> None:
+    """The world's folder takes the build and the report, checked before anything is built (a
+    complete world that is only read, with --no_report, may be read-only)."""
+    from ..files import check_output_dir
+
+    root = os.path.abspath(args.root or default_root(args.seed, args.small))
+    if args.report or args.force or not is_complete(WorldPaths.under(root, spec), spec):
+        check_output_dir(root, flag="--root")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> WorldArguments:
@@ -68,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     spec = WorldSpec.reduced() if args.small else WorldSpec()
     if args.threads:
         spec = dataclasses.replace(spec, threads=args.threads)
+    check_root(args, spec)
     paths = build_world(args.root, seed=args.seed, small=args.small, force=args.force, spec=spec)
 
     print(f"root:     {paths.root}")

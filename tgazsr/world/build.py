@@ -82,7 +82,9 @@ class WorldPaths:
         for name in self.held_out if names is None else names:
             es = eval_set(name)
             if es.name not in self.eval:
-                raise ValueError(f"This world has no evaluation set {es.name!r} (it has {sorted(self.eval)}).")
+                from ..recipes import RecipeError
+
+                raise RecipeError(f"This world has no evaluation set {es.name!r}: name one of {sorted(self.eval)}.")
             entries.append(f"{es.registry_name}={os.path.abspath(self.eval[es.name])}")
         return entries
 

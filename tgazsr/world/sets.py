@@ -223,7 +223,9 @@ def eval_set(name: str) -> EvalSet:
     if name.startswith(REGISTRY_PREFIX) and name[len(REGISTRY_PREFIX):] in EVAL_SETS:
         return EVAL_SETS[name[len(REGISTRY_PREFIX):]]
     valid = ", ".join(list(EVAL_SETS) + [s.registry_name for s in EVAL_SETS.values()])
-    raise ValueError(f"Unknown world evaluation set {name!r}; valid names: {valid}.")
+    from ..recipes import RecipeError
+
+    raise RecipeError(f"Unknown world evaluation set {name!r}; name one of {valid}.")
 
 
 # ----------------------------------------------------------------------------------------
