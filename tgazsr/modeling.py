@@ -29,6 +29,7 @@ from .model_checks import (  # noqa: F401
     check_clip_config,
     check_model_folder,
     check_tokenizer,
+    load_pretrained_strict,
     load_processor,
     looks_local,
 )
@@ -273,7 +274,9 @@ def load_clip(
 ) -> CLIPModel:
     """``CLIPModel.from_pretrained`` with a clear error when the checkpoint cannot be reached or is
     not a CLIPModel (a local folder without config.json, or whose config.json is another model's:
-    transformers would build a randomly initialised CLIP from it)."""
+    transformers would build a randomly initialised CLIP from it), and loaded strictly: a weights
+    file with missing, unexpected or wrongly shaped tensors is a ``ModelFolderError`` naming them
+    (``load_pretrained_strict``). Training, evaluation and conversion all load through here."""
     check_model_folder(model_name_or_path)
     if not os.path.exists(os.path.expanduser(model_name_or_path)) and not looks_local(model_name_or_path):
         from transformers import PretrainedConfig
@@ -290,7 +293,9 @@ def load_clip(
     if dtype is not None:
         kwargs["dtype"] = dtype
     try:
-        return CLIPModel.from_pretrained(model_name_or_path, **kwargs)
+        return load_pretrained_strict(CLIPModel, model_name_or_path, **kwargs)
+    except ModelFolderError:
+        raise
     except OSError as err:
         raise ModelFolderError(
             f"Could not load a CLIPModel from {model_name_or_path!r}: {err}\n"
