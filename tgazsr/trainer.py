@@ -345,6 +345,9 @@ class RobustCLIPTrainer(Trainer):
         if not os.path.isfile(path):
             raise CheckpointError(f"No model.safetensors in checkpoint {resume_from_checkpoint}. {fix}")
         weights = _read_weights(path)
+        # As transformers does: an older checkpoint's position_ids, a buffer the model no longer saves.
+        buffers = {name for name, _ in unwrapped.clip.named_buffers()}
+        weights = {k: v for k, v in weights.items() if not (k.endswith("position_ids") and k in buffers)}
         problems = state_dict_problems(unwrapped.clip.state_dict(), weights)
         if problems:
             raise strict_loading_error(path, problems, fix, CheckpointError)
