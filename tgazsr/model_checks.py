@@ -5,6 +5,10 @@ vision tower alone) warns and builds a CLIP with random weights; ``AutoTokenizer
 without tokenizer files builds a tokenizer without a vocabulary, which maps every word to the
 unknown token, so every class gets the same text embedding. These checks turn both into a
 :class:`~tgazsr.errors.ModelFolderError` that says what was found and what is expected.
+
+``load_pretrained_strict`` reads transformers' loading report and refuses a weights file whose
+tensors are not exactly those its config declares (missing, unexpected, of another shape), which
+transformers would otherwise fill with a random initialization and only warn about.
 """
 
 from __future__ import annotations
