@@ -268,3 +268,20 @@ def test_check_resume_directly(tmp_path):
     (tmp_path / RECIPE_FILE).write_text("{not json")
     with pytest.raises(RecipeChanged, match="Cannot read the recipe"):
         check_resume(str(tmp_path), fields, None)
+
+
+def test_a_lora_run_resumes_and_its_adapter_loads_strictly(tiny_clip, saved_dataset, tmp_path, capsys):
+    out = tmp_path / "lora"
+    flags = ("--use_peft", "true", "--lora_r", "2")
+    assert run_command(train.main, argv(tiny_clip, saved_dataset, out, *flags)) == 0
+    adapter = out / "checkpoint-1" / "lora_adapter" / "adapter_model.safetensors"
+    keep = tmp_path / "adapter.safetensors"
+    shutil.copy(adapter, keep)
+    code, err = resume(tiny_clip, saved_dataset, out, *flags, capsys=capsys)
+    assert code == 0, err
+    weights = load_file(str(keep))
+    name = sorted(weights)[0]
+    del weights[name]
+    save_file(weights, str(adapter), metadata={"format": "pt"})
+    message = refused(*resume(tiny_clip, saved_dataset, out, *flags, capsys=capsys))
+    assert name in message and "missing 1 tensor(s)" in message, message
