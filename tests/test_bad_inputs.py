@@ -300,6 +300,71 @@ def test_folder_without_config_json_points_at_its_checkpoints(tiny_clip, saved_d
         load_clip(str(empty))
 
 
+# --- models load strictly: exactly the tensors the config declares ------------------------------
+
+def edited_model(source: str, folder: Path, how: str) -> tuple[str, str]:
+    """A copy of the model folder ``source`` whose model.safetensors lacks a tensor, holds an extra
+    one, or holds one of another shape. Returns (folder, the tensor's name)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, folder)
+    path = folder / "model.safetensors"
+    weights = load_file(str(path))
+    name = "vision_model.post_layernorm.weight"
+    if how == "missing":
+        del weights[name]
+    elif how == "unexpected":
+        name = "vision_model.extra_head.weight"
+        weights[name] = torch.zeros(3)
+    else:
+        name = "visual_projection.weight"
+        weights[name] = torch.zeros(weights[name].shape[0] + 1, weights[name].shape[1])
+    save_file(weights, str(path), metadata={"format": "pt"})
+    return str(folder), name
+
+
+STRICT_PHRASES = {"missing": "missing 1 tensor(s)", "unexpected": "1 unexpected tensor(s)",
+                  "shape": "1 tensor(s) of the wrong shape"}
+
+
+@pytest.mark.parametrize("how", list(STRICT_PHRASES))
+def test_a_weights_file_that_does_not_match_its_config_in_training(how, tiny_clip, saved_dataset, tmp_path, capsys):
+    model, name = edited_model(tiny_clip, tmp_path / "model", how)
+    out = tmp_path / "out"
+    train_fails(tiny_train_args(model, saved_dataset, out), capsys, out, name, STRICT_PHRASES[how],
+                "random initialization", "save_pretrained")
+
+
+@pytest.mark.parametrize("how", list(STRICT_PHRASES))
+def test_a_weights_file_that_does_not_match_its_config_in_evaluation(how, eval_world, tmp_path, capsys):
+    model, name = edited_model(eval_world["clip_a"], tmp_path / "model", how)
+    eval_fails(eval_argv(eval_world, tmp_path, "--model_name_or_path", model), capsys, name, STRICT_PHRASES[how])
+    assert not (tmp_path / "eval" / "results.json").exists()
+
+
+def test_a_clean_round_trip_and_old_position_ids_load_strictly(tiny_clip, tmp_path):
+    """What a clean save_pretrained / from_pretrained round trip reports: nothing. Checkpoints of
+    older transformers releases hold position_ids buffers; transformers drops them before it
+    reports, so they load too. Anything else is refused, ten names at most per kind."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import CLIPModel
+
+    from tgazsr.model_checks import load_pretrained_strict, tensor_problems
+
+    load_pretrained_strict(CLIPModel, tiny_clip)
+    old = tmp_path / "old"
+    shutil.copytree(tiny_clip, old)
+    weights = load_file(str(old / "model.safetensors"))
+    for tower, length in (("text_model", 64), ("vision_model", 17)):
+        weights[f"{tower}.embeddings.position_ids"] = torch.arange(length).unsqueeze(0)
+    save_file(weights, str(old / "model.safetensors"), metadata={"format": "pt"})
+    load_pretrained_strict(CLIPModel, str(old))
+    many = tensor_problems(missing=[f"t{i:02d}" for i in range(25)])[0]
+    assert "t09" in many and "t10" not in many and "and 15 more" in many
+
+
 def test_model_folder_that_does_not_exist(eval_world, tmp_path, capsys):
     eval_fails(eval_argv(eval_world, tmp_path, "--model_name_or_path", str(tmp_path / "no_model")), capsys,
                "no_model does not exist", "Hub id")

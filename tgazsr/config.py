@@ -242,6 +242,16 @@ class RobustTrainingConfig(TrainingArguments):
             "such a folder is refused, unless the run resumes from it."
         },
     )
+    allow_recipe_change: str | None = field(
+        default=None,
+        metadata={
+            "help": "Resume with these settings changed on purpose: the comma-separated fields a resume refused "
+            "(e.g. train_eps,learning_rate), exactly those; 'unrecorded' resumes a checkpoint that records no "
+            "recipe. Recorded in trainer_state.json and the model card. Without it, resuming with any setting "
+            "that changes what is computed (method, model, data, budgets, optimizer, schedule, seed, precision, "
+            "global batch) is an error listing each change (tgazsr.resume)."
+        },
+    )
     eval_datasets: list[str] | None = field(
         default=None,
         metadata={
@@ -379,6 +389,8 @@ declare_limits(
     per_device_eval_batch_size=_POSITIVE_INT, gradient_accumulation_steps=_POSITIVE_INT, seed=_COUNT,
     logging_steps=Limits(gt=0), save_steps=Limits(gt=0), save_total_limit=_POSITIVE_INT,
     dataloader_num_workers=_COUNT, label_smoothing_factor=Limits(ge=0, le=1),
+    allow_recipe_change=Limits(hint="Write the changed fields separated by commas, e.g. --allow_recipe_change "
+                               "train_eps,learning_rate."),
 )
 for _cls in (ModelArguments, DataArguments, RobustTrainingConfig):
     with_limits_in_help(_cls)

@@ -119,6 +119,18 @@ def _skipped_text(runs: dict[str, dict]) -> str:
                 lines.append(f"- {label}, {public_name(name)}: {res['skipped_images']} unreadable image(s) skipped "
                              f"(scored on the other {res.get('num_samples')}).")
     return ("\nUnreadable images left out with `skip_unreadable_images`:\n\n" + "\n".join(lines) + "\n") if lines else ""
+def _recipe_changes_section(records: list[dict]) -> str:
+    """The settings changed on purpose when the run was resumed, step by step."""
+    lines = []
+    for record in records:
+        where = f"resumed at step {record.get('step')} from `{record.get('resumed_from')}`"
+        if record.get("unrecorded"):
+            lines.append(f"- {where}, a checkpoint that recorded no recipe: taken as this recipe's")
+        for name, (old, new) in (record.get("recipe_changes") or {}).items():
+            lines.append(f"- {where}: `{name}`: `{public_name(old)}` -> `{public_name(new)}`")
+    return ("## Settings changed on resume\n\nThe run was resumed with these settings changed on purpose "
+            "(`--allow_recipe_change`); the steps before each change were trained with the old value, the table "
+            "above shows the last:\n\n" + "\n".join(lines) + "\n")
 
 
 def framework_versions() -> dict[str, str]:
@@ -146,12 +158,15 @@ def build_model_card(
     plot: str | None = None,
     architecture: str | None = None,
     skipped_images: int = 0,
+    recipe_changes: list[dict] | None = None,
 ) -> ModelCard:
     """The model card: Hub metadata (base_model, datasets, license, library, pipeline, tags,
     model-index results that name their attack), what was trained and how, the results (beside the
     base model's when computed), LoRA settings, framework versions and the method's citation.
     Local paths appear only as folder names. ``skipped_images``: unreadable training images left
-    out (``skip_unreadable_images``); each evaluated dataset's count comes with its results."""
+    out (``skip_unreadable_images``); each evaluated dataset's count comes with its results.
+    ``recipe_changes``: the settings a resume changed on purpose (``--allow_recipe_change``;
+    ``tgazsr.resume.recorded_changes`` of the run's log_history)."""
     from .methods import get_method
 
     method_def = get_method(method)
@@ -191,6 +206,8 @@ def build_model_card(
     if lora:
         sections.append("## LoRA\n\nTrained as LoRA adapters, merged into the saved weights (the adapter is kept in "
                         "`lora_adapter/`):\n\n" + "\n".join(f"- `{k}`: `{v}`" for k, v in lora.items()) + "\n")
+    if recipe_changes:
+        sections.append(_recipe_changes_section(recipe_changes))
     versions = "\n".join(f"- {k} {v}" for k, v in framework_versions().items())
     sections.append(f"## Framework versions\n\n{versions}\n")
     if paper:

@@ -5,6 +5,10 @@ model (BERT, a vision tower alone) warns and builds that model with random weigh
 without tokenizer files builds a tokenizer without a vocabulary, which maps every word to the
 unknown token, so every class gets the same text embedding. These checks turn both into a
 :class:`~tgazsr.errors.ModelFolderError` that says what was found and what is expected.
+
+``load_pretrained_strict`` reads transformers' loading report and refuses a weights file whose
+tensors are not exactly those its config declares (missing, unexpected, of another shape), which
+transformers would otherwise fill with a random initialization and only warn about.
 """
 
 from __future__ import annotations
@@ -151,3 +155,66 @@ def load_processor(name_or_path: str):
     if callable(tokenizer):
         check_tokenizer(tokenizer, PROBE_PROMPTS, name_or_path)
     return processor
+
+
+# --- strict loading: exactly the tensors the config declares -------------------------------------
+
+#: How many tensors of each kind a message names.
+SHOWN_TENSORS = 10
+
+
+def _listed(names, limit: int = SHOWN_TENSORS) -> str:
+    names = sorted(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def tensor_problems(missing=(), unexpected=(), mismatched=(), errors=()) -> list[str]:
+    """One line per kind of problem: ``missing`` and ``unexpected`` tensor names, ``mismatched``
+    ``(name, shape in the file, shape the model declares)``, and other loading errors."""
+    lines = []
+    if missing:
+        lines.append(f"missing {len(missing)} tensor(s) the config declares: {_listed(missing)}")
+    if unexpected:
+        lines.append(f"{len(unexpected)} unexpected tensor(s) the config does not declare: {_listed(unexpected)}")
+    if mismatched:
+        shown = [f"{name} (file {list(a)}, config {list(b)})" for name, a, b in sorted(mismatched, key=lambda m: m[0])]
+        lines.append(f"{len(mismatched)} tensor(s) of the wrong shape: {_listed(shown)}")
+    lines += [str(e).strip().splitlines()[0] for e in errors if str(e).strip()]
+    return lines
+
+
+def strict_loading_error(where: str, problems: list[str], fix: str, error=ModelFolderError) -> Exception:
+    return error(
+        f"{where} does not hold exactly the tensors its config declares, so some layers would keep a random "
+        "initialization: " + "; ".join(problems) + f". {fix}"
+    )
+
+
+LOAD_FIX = ("The weights file is incomplete, edited or belongs to another configuration: pass the folder as "
+            "save_pretrained (or tgazsr.train, or tgazsr convert) wrote it, with the config.json written beside "
+            "those weights.")
+
+
+def load_pretrained_strict(cls, name_or_path: str, **kwargs):
+    """``cls.from_pretrained(name_or_path, **kwargs)`` that reads transformers' loading report and
+    refuses any missing, unexpected or wrongly shaped tensor and any loading error with a
+    :class:`~tgazsr.errors.ModelFolderError` naming the tensors (up to ``SHOWN_TENSORS`` of each kind)
+    and the fix. A clean ``save_pretrained`` / ``from_pretrained`` round trip reports nothing (the
+    old persistent ``position_ids`` buffers of older checkpoints are dropped by transformers itself
+    before it reports), so nothing else is allowed."""
+    model, info = cls.from_pretrained(name_or_path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+    problems = tensor_problems(info.get("missing_keys") or (), info.get("unexpected_keys") or (),
+                               info.get("mismatched_keys") or (), info.get("error_msgs") or ())
+    if problems:
+        raise strict_loading_error(name_or_path, problems, LOAD_FIX)
+    return model
+
+
+def state_dict_problems(expected: dict, found: dict) -> list[str]:
+    """:func:`tensor_problems` of ``found`` (name -> tensor) against ``expected`` (name -> tensor)."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    mismatched = [(k, tuple(found[k].shape), tuple(expected[k].shape)) for k in expected
+                  if k in found and tuple(found[k].shape) != tuple(expected[k].shape)]
+    return tensor_problems(missing, unexpected, mismatched)

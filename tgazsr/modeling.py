@@ -30,6 +30,7 @@ from .model_checks import (  # noqa: F401
     check_clip_config,
     check_model_folder,
     check_tokenizer,
+    load_pretrained_strict,
     load_processor,
     looks_local,
 )
@@ -249,7 +250,10 @@ def load_clip(
     """The vision-language model of a folder or Hub id, as its backbone's transformers class
     (CLIP's for a CLIP), with a clear error when the checkpoint cannot be reached or is not
     a registered backbone's (a local folder without config.json, or whose config.json is another
-    model's: transformers would build a randomly initialised model from it)."""
+    model's: transformers would build a randomly initialised model from it), and loaded strictly:
+    a weights file with missing, unexpected or wrongly shaped tensors is a ``ModelFolderError``
+    naming them (``Backbone.load``, ``load_pretrained_strict``). Training, evaluation and conversion
+    all load through here."""
     check_model_folder(model_name_or_path)
     config = _config_dict(model_name_or_path)
     if config is not None:
@@ -264,6 +268,8 @@ def load_clip(
     kind = backbone.model_class().__name__
     try:
         return backbone.load(model_name_or_path, **kwargs)
+    except ModelFolderError:
+        raise
     except OSError as err:
         raise ModelFolderError(
             f"Could not load a {kind} from {model_name_or_path!r}: {err}\n"

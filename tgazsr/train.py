@@ -26,6 +26,7 @@ from .methods import get_method
 from .errors import UserError, note_kept, run_command
 from .modeling import PIXEL_NORMALIZATIONS, ZeroShotCLIP, load_clip, load_processor
 from .recipes import parse_recipe
+from .resume import RecordRecipeChange, check_resume, recipe_fields, recorded_changes
 from .evaluation import comparison_markdown, end_of_training_check, evaluate_after_training
 from .trainer import HeldOutSets, RobustCLIPTrainer
 
@@ -109,6 +110,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: Rob
         prompt_embeds=prompt_embeds,
         image_size=image_size,
         recipe=recipe,
+        run_fields=recipe_fields(model_args, data_args, cfg),
         train_dataset=train.dataset,
         data_collator=collate,
         processing_class=processor,
@@ -321,10 +323,15 @@ def _train(argv=None):
         with cfg.main_process_first(desc="checkpoint conversion"):
             model_args.model_name_or_path = load_model_or_convert(model_args.model_name_or_path)
     resume = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
+    # The checkpoint's recipe against this one, before anything is loaded (tgazsr.resume).
+    change = check_resume(resume, recipe_fields(model_args, data_args, cfg), cfg.allow_recipe_change,
+                          resume_requested=str(cfg.resume_from_checkpoint).lower() not in ("", "false", "none"))
     prepare_output_dir(cfg.output_dir, cfg.overwrite_output_dir, resuming=resume is not None)
     room_checked = check_output_room(cfg, model_args.model_name_or_path)
     trainer, train, tokenizer = build_trainer(model_args, data_args, cfg, room_checked=room_checked)
     skipped_images = train.skipped_images
+    if change is not None:
+        trainer.add_callback(RecordRecipeChange(change))
     train_until_done_or_signal(trainer, resume)
     trainer.save_model(cfg.output_dir)
     note_kept("model", f"the trained model in {cfg.output_dir}")
@@ -364,6 +371,7 @@ def _train(argv=None):
             license=cfg.hub_license,
             plot=tradeoff_plot(cfg.output_dir, results, cfg.method),
             skipped_images=skipped_images,
+            recipe_changes=recorded_changes(trainer.state.log_history),
         )
         if push:
             try:

@@ -21,12 +21,14 @@ from safetensors.torch import load_file
 from transformers import Trainer
 
 from .attacks import pgd
-from .checkpoints import CheckpointError
+from .checkpoints import CHECKPOINT_RE, CheckpointError
 from .errors import UserError
 from .hub import public_name
 from .methods import Method, StepView
+from .model_checks import state_dict_problems, strict_loading_error, tensor_problems
 from .modeling import FrozenImageEncoder, ImageEncoding, ZeroShotCLIP
 from .objectives import AttackTarget, get_objective
+from .resume import write_recipe
 
 ADAPTER_DIR = "lora_adapter"
 logger = logging.getLogger("tgazsr.train")
@@ -61,6 +63,7 @@ class RobustCLIPTrainer(Trainer):
         prompt_embeds: dict[str, torch.Tensor] | None = None,
         image_size: int | None = None,
         recipe: dict | None = None,
+        run_fields: dict | None = None,
         **kwargs,
     ):
         super().__init__(model=model, args=args, **kwargs)
@@ -76,6 +79,7 @@ class RobustCLIPTrainer(Trainer):
         self.prompt_embeds = {k: v.to(self.args.device) for k, v in (prompt_embeds or {}).items()}
         self.image_size = image_size or model.clip.config.vision_config.image_size
         self.recipe = recipe or {}
+        self.run_fields = run_fields  # recorded in every checkpoint (tgazsr.resume), compared on resume
         self._metric_names: tuple[str, ...] = ()
         self._metric_sums: torch.Tensor | None = None  # running sums on the device, read when logging
         self._metric_count = 0
@@ -312,34 +316,60 @@ class RobustCLIPTrainer(Trainer):
             self.processing_class.save_pretrained(output_dir)
         with open(os.path.join(output_dir, "tgazsr_recipe.json"), "w") as f:
             json.dump(public_name(self.recipe), f, indent=2, default=str)  # no local paths in what is uploaded
+        if self.run_fields is not None and CHECKPOINT_RE.match(os.path.basename(os.path.normpath(output_dir))):
+            write_recipe(output_dir, self.run_fields)  # before trainer_state.json, which marks the checkpoint complete
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Load a checkpoint's weights strictly: exactly the tensors the model has, with their shapes
+        (a ``CheckpointError`` naming the others), so no tensor keeps its value from before."""
         if self.is_fsdp_enabled:  # sharded weights: the engine's own file (pytorch_model_fsdp.bin), loaded by FSDP
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         unwrapped: ZeroShotCLIP = self.accelerator.unwrap_model(model or self.model)
+        fix = ("Resume from another checkpoint (--resume_from_checkpoint PATH) of this recipe, or start a new run in "
+               "another --output_dir.")
         if is_peft(unwrapped.clip):
-            from peft import set_peft_model_state_dict
+            from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
             path = os.path.join(resume_from_checkpoint, ADAPTER_DIR, "adapter_model.safetensors")
             if not os.path.isfile(path):
-                raise CheckpointError(f"No LoRA adapter in checkpoint {resume_from_checkpoint} (expected {path}).")
-            set_peft_model_state_dict(unwrapped.clip, load_file(path))
+                raise CheckpointError(f"No LoRA adapter in checkpoint {resume_from_checkpoint} (expected {path}). {fix}")
+            weights = _read_weights(path)
+            problems = state_dict_problems(get_peft_model_state_dict(unwrapped.clip), weights)
+            if problems:
+                raise strict_loading_error(path, problems, fix, CheckpointError)
+            result = set_peft_model_state_dict(unwrapped.clip, weights)
+            if getattr(result, "unexpected_keys", None):
+                raise strict_loading_error(path, tensor_problems(unexpected=result.unexpected_keys), fix, CheckpointError)
             return
         path = os.path.join(resume_from_checkpoint, "model.safetensors")
         if not os.path.isfile(path):
-            raise CheckpointError(f"No model.safetensors in checkpoint {resume_from_checkpoint}.")
-        try:
-            weights = load_file(path)
-        except Exception as err:  # noqa: BLE001 - name the file, whatever safetensors says
-            raise CheckpointError(f"Cannot read {path} ({type(err).__name__}: {err}): the file is truncated or corrupt. "
-                             "Resume from an earlier checkpoint (--resume_from_checkpoint PATH).") from err
-        missing, unexpected = unwrapped.clip.load_state_dict(weights, strict=False)
-        missing = [k for k in missing if not k.endswith("position_ids")]
-        if missing or unexpected:
-            raise CheckpointError(
-                f"Checkpoint {resume_from_checkpoint} does not match the model: missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]}."
-            )
+            raise CheckpointError(f"No model.safetensors in checkpoint {resume_from_checkpoint}. {fix}")
+        weights = _read_weights(path)
+        # As transformers does: an older checkpoint's position_ids, a buffer the model no longer saves.
+        buffers = {name for name, _ in unwrapped.clip.named_buffers()}
+        weights = {k: v for k, v in weights.items() if not (k.endswith("position_ids") and k in buffers)}
+        problems = state_dict_problems(unwrapped.clip.state_dict(), weights)
+        if problems:
+            raise strict_loading_error(path, problems, fix, CheckpointError)
+        unwrapped.clip.load_state_dict(weights, strict=True)
+
+    def _load_best_model(self) -> None:
+        """``load_best_model_at_end``: the best checkpoint's weights, strictly. The Trainer's own loader
+        would match the checkpoint's model keys against the ZeroShotCLIP's (``clip.*``), load none
+        of them and only warn."""
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            return super()._load_best_model()
+        logger.info("Loading the best model from %s (score %s).", self.state.best_model_checkpoint,
+                    self.state.best_metric)
+        self._load_from_checkpoint(self.state.best_model_checkpoint)
+
+
+def _read_weights(path: str) -> dict:
+    try:
+        return load_file(path)
+    except Exception as err:  # noqa: BLE001 - name the file, whatever safetensors says
+        raise CheckpointError(f"Cannot read {path} ({type(err).__name__}: {err}): the file is truncated or corrupt. "
+                              "Resume from an earlier checkpoint (--resume_from_checkpoint PATH).") from err
 
 
 def _zero_through(enc) -> torch.Tensor:

@@ -77,7 +77,11 @@ class Backbone:
 
     @classmethod
     def load(cls, name_or_path: str, **kwargs) -> nn.Module:
-        return cls.model_class().from_pretrained(name_or_path, **kwargs)
+        """``from_pretrained``, strictly: every tensor the config declares, with its shape, and no other
+        (``tgazsr.model_checks.load_pretrained_strict``)."""
+        from ..model_checks import load_pretrained_strict
+
+        return load_pretrained_strict(cls.model_class(), name_or_path, **kwargs)
 
     @classmethod
     def image_size(cls, model: nn.Module) -> int:
