@@ -354,9 +354,15 @@ def test_training_puts_benchmark_results_into_the_model_card(eval_world, tiny_cl
     assert saved == public_name(bench) and saved["source"] == "saved"  # the uploaded copy names no local path
 
 
-def test_compare_with_base_prints_both_models(eval_world, tiny_clip, saved_dataset, tmp_path, capsys):
+def test_compare_with_base_prints_both_models(eval_world, tiny_clip, saved_dataset, tmp_path, capsys, monkeypatch):
+    """Both models scored on eval_datasets, each entry resolved once for the whole run (the preflight's
+    resolution serves the benchmark and the base model's comparison)."""
     from tgazsr import train
+    from tgazsr.evaluation import datasets as ev_datasets
 
+    resolved = []
+    original = ev_datasets.resolve_entry
+    monkeypatch.setattr(ev_datasets, "resolve_entry", lambda entry, args: resolved.append(entry) or original(entry, args))
     out = tmp_path / "cmp"
     results = train.main([
         os.path.join(REPO, "recipes/tga_zsr.yaml"), "--model_name_or_path", tiny_clip, "--dataset_name", saved_dataset,
@@ -370,6 +376,8 @@ def test_compare_with_base_prints_both_models(eval_world, tiny_clip, saved_datas
     table = (out / "comparison.md").read_text()
     assert "| dataset | base clean | base pgd@1/255 | tga_zsr clean | tga_zsr pgd@1/255 |" in table
     assert "**average**" in table and table in capsys.readouterr().out
+    # eval_datasets once; the training set's valid split once, for the end-of-training check
+    assert sorted(resolved) == sorted([eval_world["saved"], saved_dataset])
 
 
 def test_plot_places_several_results_side_by_side(main_run, eval_world, tmp_path):

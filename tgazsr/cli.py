@@ -17,11 +17,11 @@ underscores, unknown keys named as errors. A bad input prints one ``error:`` lin
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import sys
 from typing import Sequence
 
+from .registry import close_matches
 from .errors import USAGE_EXIT, run_command
 
 #: subcommand -> (module with ``main(argv)``, one line of help)
@@ -57,18 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        close = close_matches(name, list(COMMANDS), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         print(f"error: unknown command {name!r}.{hint}\n\n{usage()}", file=sys.stderr)
         return USAGE_EXIT
     module = importlib.import_module(COMMANDS[name][0])
-    from . import recipes
+    from .recipes import running_command
 
-    recipes.COMMAND = name  # `--help` then reads "usage: tgazsr <name> ..."
-    try:
+    with running_command(name):  # `--help` then reads "usage: tgazsr <name> ..."
         return run_command(module.main, rest)
-    finally:
-        recipes.COMMAND = None
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ prompts) run before anything is loaded.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import types
-import difflib
 import re
 import os
 import sys
@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 import yaml
 from transformers import HfArgumentParser
 
+from .registry import close_matches
 from .errors import UserError
 from .limits import LIMITS_KEY, problems as limit_problems
 
@@ -37,14 +38,25 @@ class RecipeError(ValueError, UserError):
     sets a value the settings refuse. The message names the key and says how to fix it."""
 
 
-#: The ``tgazsr`` subcommand being run (set by ``tgazsr.cli``), for the usage line of ``--help``.
-COMMAND: str | None = None
+#: The ``tgazsr`` subcommand being run, for the usage line of ``--help``: set for the duration of one
+#: command by :func:`running_command` (``tgazsr.cli``), never assigned from outside.
+_COMMAND: contextvars.ContextVar[str | None] = contextvars.ContextVar("tgazsr_command", default=None)
+
+
+@contextlib.contextmanager
+def running_command(name: str):
+    """Within this block ``--help`` reads ``usage: tgazsr <name> ...``."""
+    token = _COMMAND.set(name)
+    try:
+        yield
+    finally:
+        _COMMAND.reset(token)
 
 
 def _prog() -> str | None:
     """The command as typed, for the usage line: ``tgazsr train`` or ``python -m tgazsr.train``."""
-    if COMMAND:
-        return f"tgazsr {COMMAND}"
+    if _COMMAND.get():
+        return f"tgazsr {_COMMAND.get()}"
     script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     package = os.path.dirname(os.path.abspath(__file__))
     if script.startswith(package + os.sep) and script.endswith(".py"):
@@ -78,7 +90,7 @@ def _valid_fields(parser: HfArgumentParser) -> list[str]:
 def _unknown_key_error(keys: Sequence[str], valid: Sequence[str], where: str) -> RecipeError:
     lines = []
     for key in keys:
-        close = difflib.get_close_matches(key.replace("-", "_"), valid, n=3, cutoff=0.6)
+        close = close_matches(key.replace("-", "_"), valid, n=3, cutoff=0.6)
         hint = f" Closest valid fields: {', '.join(close)}." if close else ""
         lines.append(f"Unknown field {key!r} in {where}.{hint}")
     lines.append("Run with --help to list every field.")

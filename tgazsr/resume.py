@@ -16,7 +16,6 @@ is (:data:`GLOBAL_BATCH`).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import json
 import logging
@@ -26,6 +25,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from .registry import close_matches
 from .errors import UserError
 
 logger = logging.getLogger("tgazsr.train")
@@ -228,7 +228,7 @@ def check_resume(checkpoint: str | None, fields: dict, allow: str | list | None,
     if unknown:
         hints = []
         for n in unknown:
-            close = difflib.get_close_matches(n, sorted(known), n=3)
+            close = close_matches(n, sorted(known), n=3)
             hints.append(f"{n!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
         raise RecipeChanged(f"allow_recipe_change names {', '.join(hints)}, which is not a recipe field. Name the "
                             "changed fields as a resume refused them (e.g. --allow_recipe_change train_eps,learning_rate).")

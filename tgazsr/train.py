@@ -147,8 +147,10 @@ class Preempted(SystemExit):
     """SIGTERM or Ctrl-C: a checkpoint was saved; exit with 128 + the signal's number."""
 
 
-def preflight(cfg: RobustTrainingConfig, push: bool) -> None:
-    """What would otherwise fail only after training: the Hub for push_to_hub, the eval datasets."""
+def preflight(cfg: RobustTrainingConfig, push: bool) -> list | None:
+    """What would otherwise fail only after training: the Hub for push_to_hub, the eval datasets.
+    Returns the eval_datasets entries resolved (``resolve_entries``), once for the whole run: the
+    benchmark after training and the base model's comparison use them (None without eval_datasets)."""
     if cfg.fp16 and cfg.device.type == "cpu":  # accelerate quietly drops fp16 on CPU: say so
         logger.warning("fp16 mixed precision needs a GPU: this run on CPU computes in float32. Pass --fp16 false to "
                        "silence this, or --bf16 true --fp16 false for bfloat16 autocast on CPU.")
@@ -161,15 +163,18 @@ def preflight(cfg: RobustTrainingConfig, push: bool) -> None:
         from .hub import check_push_access
 
         check_push_access(cfg.hub_model_id, token=cfg.hub_token, private=cfg.hub_private_repo)
-    if cfg.eval_datasets:
-        from .evaluation import EvalArguments
-        from .evaluation.datasets import entry_problems
+    if not cfg.eval_datasets:
+        return None
+    from .evaluation.after_training import training_eval_arguments
+    from .evaluation.datasets import resolve_entries
 
-        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or \
-            os.environ.get("HF_DATASETS_OFFLINE", "0").lower() in ("1", "true", "yes")
-        problems = entry_problems(cfg.eval_datasets, EvalArguments(), require_local=offline)
-        if problems:
-            raise PreflightError("eval_datasets cannot all be evaluated after training:\n" + "\n".join(problems))
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or \
+        os.environ.get("HF_DATASETS_OFFLINE", "0").lower() in ("1", "true", "yes")
+    args = training_eval_arguments(cfg.output_dir, cfg.eval_datasets, cfg, os.path.join(cfg.output_dir, "eval"))
+    resolved, problems = resolve_entries(list(cfg.eval_datasets), args, require_local=offline)
+    if problems:
+        raise PreflightError("eval_datasets cannot all be evaluated after training:\n" + "\n".join(problems))
+    return resolved
 
 
 def checkpoint_need(cfg: RobustTrainingConfig, parameters: int) -> tuple[int, str]:
@@ -238,18 +243,18 @@ def train_until_done_or_signal(trainer: RobustCLIPTrainer, resume: str | None) -
         raise Preempted(128 + int(getattr(signal, stopper.received)))
 
 
-def evaluate_trained(cfg, model_args, data_args, main_process: bool) -> dict:
+def evaluate_trained(cfg, model_args, data_args, main_process: bool, resolved: list | None = None) -> dict:
     """The end-of-run check, the benchmark on eval_datasets and the base model's, through the harness."""
     results = {}
     check = end_of_training_check(cfg.output_dir, data_args, cfg)
     if check is not None:
         results["check"] = check
     if cfg.eval_datasets:
-        results.update(evaluate_after_training(cfg.output_dir, cfg.eval_datasets, cfg))
+        results.update(evaluate_after_training(cfg.output_dir, cfg.eval_datasets, cfg, resolved=resolved))
         if cfg.compare_with_base:
             base = evaluate_after_training(
                 cfg.output_dir, cfg.eval_datasets, cfg, model_name_or_path=model_args.model_name_or_path,
-                results_dir=os.path.join(cfg.output_dir, "eval_base"),
+                results_dir=os.path.join(cfg.output_dir, "eval_base"), resolved=resolved,
             )["benchmark"]
             results["base_benchmark"] = base
             table = comparison_markdown({"base": base, cfg.method: results["benchmark"]})
@@ -316,7 +321,7 @@ def _train(argv=None):
     push, cfg.push_to_hub = cfg.push_to_hub, False  # we push the final checkpoint ourselves, once
     if data_args.synthetic_world:
         use_synthetic_world(model_args, data_args, cfg)
-    preflight(cfg, push)
+    resolved = preflight(cfg, push)
     from .convert import load_model_or_convert, needs_conversion
 
     if needs_conversion(model_args.model_name_or_path):  # an OpenAI-CLIP / open_clip checkpoint: converted once, cached
@@ -337,7 +342,7 @@ def _train(argv=None):
     note_kept("model", f"the trained model in {cfg.output_dir}")
     trainer.accelerator.wait_for_everyone()  # the main process writes; every process then reads the saved model
     try:
-        results = evaluate_trained(cfg, model_args, data_args, trainer.is_world_process_zero())
+        results = evaluate_trained(cfg, model_args, data_args, trainer.is_world_process_zero(), resolved)
     except Exception as err:  # noqa: BLE001 - the weights are saved: say so, and how to evaluate later
         raise RunFailed(f"Training finished and the model is saved in {cfg.output_dir}, but its evaluation failed: "
                         f"{type(err).__name__}: {err}\nEvaluate it later with: python -m tgazsr.evaluate "

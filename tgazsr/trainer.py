@@ -21,6 +21,8 @@ from safetensors.torch import load_file
 from transformers import Trainer
 
 from .attacks import pgd
+from .attacks.base import in_pixels
+from .finite import non_finite_tensors
 from .checkpoints import CHECKPOINT_RE, CheckpointError
 from .errors import UserError
 from .hub import public_name
@@ -36,10 +38,6 @@ logger = logging.getLogger("tgazsr.train")
 
 class NonFiniteLossError(RuntimeError, UserError):
     """The loss became NaN or infinite: the run stops before the update, so no weight is spoiled."""
-
-
-def non_finite_tensors(module: torch.nn.Module) -> list[str]:
-    return [n for n, p in module.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
 
 
 def is_peft(module) -> bool:
@@ -108,8 +106,8 @@ class RobustCLIPTrainer(Trainer):
                 return pgd(
                     loss_fn,
                     x,
-                    eps=cfg.train_eps / 255,
-                    step_size=cfg.train_stepsize / 255,
+                    eps=in_pixels(cfg.train_eps),
+                    step_size=in_pixels(cfg.train_stepsize),
                     steps=cfg.train_numsteps,
                     random_start=cfg.train_random_start,
                 )
@@ -298,7 +296,7 @@ class RobustCLIPTrainer(Trainer):
         clip_weights = None
         if state_dict:  # gathered by the engine: the ZeroShotCLIP's keys, "clip." + the model's
             clip_weights = {k[len("clip."):]: v for k, v in state_dict.items() if k.startswith("clip.")}
-            bad = [k for k, v in clip_weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+            bad = non_finite_tensors(clip_weights)
         else:
             bad = non_finite_tensors(unwrapped.clip)
         if bad:  # never write NaN or infinite weights, neither as a checkpoint nor as the result

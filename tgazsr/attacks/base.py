@@ -43,7 +43,14 @@ class AttackContext:
 
     @property
     def unit(self) -> float:
-        return 1 / 255 if self.norm == "linf" else 1.0
+        return in_pixels(1.0, self.norm)
+
+
+def in_pixels(budget: float, norm: str = "linf") -> float:
+    """A budget (an eps or a step size) as the command line gives it, in the pixel scale of [0, 1]
+    images: L-inf budgets are in units of 1/255, L2 budgets are already in pixels. The one place
+    the conversion happens (training's attack, the evaluation's, the attention figure)."""
+    return budget / 255 if norm == "linf" else budget
 
 
 AttackFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, float, Any, AttackContext], torch.Tensor]

@@ -3,11 +3,11 @@ local Hub cache when the Hub is off) or a zoo name."""
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass
 
+from ..registry import close_matches
 from .base import CHECKPOINT_SUFFIXES, HUB_PREFIX, OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, ConversionError, public
 from .zoo import ZOO, ZooEntry, zoo_entry
 
@@ -99,7 +99,7 @@ def _resolve(source: str) -> _Resolved:
         raise ConversionError(
             f"{spec} is not a local path. A transformers CLIPModel on the Hub needs no conversion (pass it as "
             f"--model_name_or_path); an open_clip repository is written hf-hub:{spec}.")
-    close = difflib.get_close_matches(spec.lower(), list(ZOO), n=2, cutoff=0.6)
+    close = close_matches(spec, list(ZOO), n=2, cutoff=0.6)
     hint = f" Did you mean the zoo entry {close[0]!r}?" if close else ""
     raise ConversionError(
         f"{spec} does not exist. Pass a checkpoint file ({', '.join(CHECKPOINT_SUFFIXES)}), an open_clip folder, "

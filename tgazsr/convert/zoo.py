@@ -32,13 +32,13 @@ Every field is checked when the file is read; an unknown, missing or ill-typed f
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..registry import close_matches
 from ..errors import UserError
 from ..papers import PAPERS, Paper
 from ..yaml_sections import Section, read_yaml
@@ -248,7 +248,7 @@ def resolve_zoo(name: str) -> str:
     """The source (``hf-hub:ORG/NAME`` or a release URL) of the zoo entry ``name``."""
     entry = zoo_entry(name)
     if entry is None:
-        close = difflib.get_close_matches(name.lower(), list(ZOO), n=3, cutoff=0.5)
+        close = close_matches(name, list(ZOO), n=3, cutoff=0.5)
         hint = f" Closest: {', '.join(close)}." if close else ""
         raise ConversionError(f"{name!r} is not in the zoo of published robust CLIPs.{hint} Known: {', '.join(ZOO)} "
                               "(tgazsr convert --list_zoo shows them).")

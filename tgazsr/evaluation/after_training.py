@@ -47,13 +47,15 @@ def evaluate_after_training(
     cfg,
     model_name_or_path: str | None = None,
     results_dir: str | None = None,
+    resolved: list | None = None,
 ) -> dict:
     """Evaluate the checkpoint in ``output_dir`` (or ``model_name_or_path``, e.g. the base model)
     on ``datasets`` and return ``{"benchmark": results}``; results go to ``results_dir``
-    (default ``<output_dir>/eval``)."""
+    (default ``<output_dir>/eval``). ``resolved``: the entries as training's preflight resolved
+    them (resolved here when not given)."""
     args = training_eval_arguments(model_name_or_path or output_dir, datasets, cfg,
                                    results_dir or os.path.join(output_dir, "eval"))
-    return {"benchmark": run_evaluation(args)}
+    return {"benchmark": run_evaluation(args, resolved=resolved)}
 
 
 def end_of_training_check(output_dir: str, data_args, cfg) -> dict | None:

@@ -16,13 +16,13 @@ from typing import Sequence
 
 from ..attacks import ATTACKS, get_attack, make_settings
 from ..attacks.base import NORMS
+from ..data.benchmark import PROTOCOLS
 from ..data.order import SAMPLE_ORDERS
+from ..data.registry import DEFAULT_TEMPLATE
 from ..errors import budget_unit_problem
 from ..limits import Limits, declare_limits, limits_of, problems as limit_problems, with_limits_in_help
 from ..recipes import raise_problems, refused_settings
 
-PROTOCOLS = ("tga", "fare")
-DEFAULT_TEMPLATE = "This is a photo of a {}"
 LOCAL_METADATA_FILE = "tgazsr_eval.json"  # class names and prompts shipped beside a local dataset
 #: Default budget of the large-eps sanity check: units of 1/255 for L-inf, absolute for L2.
 SANITY_EPS = {"linf": 64.0, "l2": 20.0}

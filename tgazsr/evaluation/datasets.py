@@ -15,7 +15,6 @@ class names in label order, prompt templates, the split it came from and a finge
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from ..data.images import UnreadableImageError
 from ..data.loading import drop_unreadable, with_pixels
 from ..data.order import select_samples
 from ..data.task import TaskError, check_task, check_templates
+from .cache import hash_json
 from .arguments import DEFAULT_TEMPLATE, LOCAL_METADATA_FILE, EvalArguments
 
 
@@ -76,12 +76,10 @@ class EvalDataset:
                     class_names=self.class_names, templates=self.templates, data=self.data_fingerprint)
 
 
-def _hash_json(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _fingerprint_of(ds) -> str:
-    return str(getattr(ds, "_fingerprint", None) or _hash_json([len(ds), list(ds.column_names)]))
+    return str(getattr(ds, "_fingerprint", None) or hash_json([len(ds), list(ds.column_names)]))
 
 
 def _local_hint(name: str, hub_id: str | None, split: str | None) -> str:

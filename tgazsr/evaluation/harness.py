@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import torch
 
 from ..attacks import AttackContext, PGDSettings, run_attack, sample_generators
+from ..attacks.base import in_pixels
 from ..data import collate
 from ..errors import note_kept
 from ..recipes import RecipeError
@@ -75,7 +76,7 @@ class AttackPlan:
                    sorted(set(float(e) for e in args.eps)), args.norm, args.monotone_eps, args.worst_case, args.seed)
 
     def pixels(self, eps: float) -> float:
-        return eps / 255 if self.norm == "linf" else eps
+        return in_pixels(eps, self.norm)
 
     @property
     def several(self) -> bool:

@@ -8,6 +8,7 @@ import logging
 import torch
 from transformers import AutoImageProcessor
 
+from ..finite import non_finite_tensors
 from ..errors import ModelFolderError
 from ..model_checks import PROBE_PROMPTS, check_tokenizer
 from ..modeling import PIXEL_NORMALIZATIONS, ZeroShotCLIP, load_clip
@@ -33,7 +34,7 @@ def model_fingerprint(clip: torch.nn.Module) -> str:
 
 def check_finite_weights(clip: torch.nn.Module, name: str) -> None:
     """Refuse a model with NaN or infinite weights: its accuracy would be a number without meaning."""
-    bad = [k for k, v in clip.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = non_finite_tensors(clip)
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise NonFiniteError(
