@@ -203,7 +203,15 @@ def load_pretrained_strict(cls, name_or_path: str, **kwargs):
     and the fix. A clean ``save_pretrained`` / ``from_pretrained`` round trip reports nothing (the
     old persistent ``position_ids`` buffers of older checkpoints are dropped by transformers itself
     before it reports), so nothing else is allowed."""
-    model, info = cls.from_pretrained(name_or_path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its own load report would print above ours: the report is read below
+    try:
+        model, info = cls.from_pretrained(name_or_path, output_loading_info=True, ignore_mismatched_sizes=True,
+                                          **kwargs)
+    finally:
+        hf_logging.set_verbosity(level)
     problems = tensor_problems(info.get("missing_keys") or (), info.get("unexpected_keys") or (),
                                info.get("mismatched_keys") or (), info.get("error_msgs") or ())
     if problems:

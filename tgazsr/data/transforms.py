@@ -13,7 +13,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import DataError
 from .images import to_rgb
+
+
+class NotAnImageError(DataError, TypeError):
+    """A value of the image column that is not an image (a ``TypeError`` too, as before)."""
 
 RESIZE_MODES = ("shorter_side_crop", "square")
 
@@ -37,11 +42,12 @@ class ImageTransform:
 
     def __post_init__(self):
         if self.resize_mode not in RESIZE_MODES:
-            raise ValueError(f"Unknown resize_mode {self.resize_mode!r}; choose one of {RESIZE_MODES}.")
+            raise DataError(f"Unknown resize_mode {self.resize_mode!r}; choose one of {', '.join(RESIZE_MODES)}.")
 
     def __call__(self, image: Image.Image, where: str = "the image") -> torch.Tensor:
         if not isinstance(image, Image.Image):
-            raise TypeError(f"Expected a PIL image, got {type(image).__name__}: is image_column right?")
+            raise NotAnImageError(f"{where} is a {type(image).__name__}, not an image: is image_column the column that "
+                                  "holds the images? Pass --image_column with that column's name.")
         image = to_rgb(image, where)
         size = self.image_size
         if self.resize_mode == "square":
