@@ -293,3 +293,22 @@ def single_thread():
 @pytest.fixture(scope="session")
 def eval_world(tmp_path_factory) -> dict:
     return get_world(tmp_path_factory)
+
+
+def edit_weights(path, how: str, name: str = "vision_model.post_layernorm.weight") -> str:
+    """Rewrite the safetensors file ``path`` so that it lacks the tensor ``name`` (``how="missing"``),
+    holds an extra one (``"unexpected"``) or holds ``name`` with one more row (``"mismatched"``).
+    Returns the name of the tensor the loader must report."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(path))
+    if how == "missing":
+        del weights[name]
+    elif how == "unexpected":
+        name = "vision_model.extra_head.weight"
+        weights[name] = torch.zeros(3)
+    else:
+        weights[name] = torch.zeros(weights[name].shape[0] + 1, *weights[name].shape[1:])
+    save_file(weights, str(path), metadata={"format": "pt"})
+    return name

@@ -305,22 +305,11 @@ def test_folder_without_config_json_points_at_its_checkpoints(tiny_clip, saved_d
 def edited_model(source: str, folder: Path, how: str) -> tuple[str, str]:
     """A copy of the model folder ``source`` whose model.safetensors lacks a tensor, holds an extra
     one, or holds one of another shape. Returns (folder, the tensor's name)."""
-    import torch
-    from safetensors.torch import load_file, save_file
+    from conftest import edit_weights
 
     shutil.copytree(source, folder)
-    path = folder / "model.safetensors"
-    weights = load_file(str(path))
-    name = "vision_model.post_layernorm.weight"
-    if how == "missing":
-        del weights[name]
-    elif how == "unexpected":
-        name = "vision_model.extra_head.weight"
-        weights[name] = torch.zeros(3)
-    else:
-        name = "visual_projection.weight"
-        weights[name] = torch.zeros(weights[name].shape[0] + 1, weights[name].shape[1])
-    save_file(weights, str(path), metadata={"format": "pt"})
+    name = edit_weights(folder / "model.safetensors", how,
+                        "visual_projection.weight" if how == "mismatched" else "vision_model.post_layernorm.weight")
     return str(folder), name
 
 

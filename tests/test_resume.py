@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import merge_flags
+from conftest import edit_weights, merge_flags
 from tgazsr import train
 from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
 from tgazsr.errors import run_command
@@ -176,18 +176,6 @@ def test_a_checkpoint_without_a_recorded_recipe(run_copy, tiny_clip, saved_datas
 
 # --- strict loading of a checkpoint's weights on resume -------------------------------------------
 
-def edit_weights(path: Path, how: str) -> str:
-    weights = load_file(str(path))
-    name = "vision_model.post_layernorm.weight"
-    if how == "missing":
-        del weights[name]
-    elif how == "unexpected":
-        name = "vision_model.extra_head.weight"
-        weights[name] = torch.zeros(3)
-    else:
-        weights[name] = torch.zeros(weights[name].shape[0] + 1)
-    save_file(weights, str(path), metadata={"format": "pt"})
-    return name
 
 
 @pytest.mark.parametrize("how", ["missing", "unexpected", "shape"])
