@@ -18,6 +18,9 @@ import tarfile
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One torch thread in every run the tests start (tgazsr.cpu): tiny models are fastest on one, and a
+# test must not slow down many times when another process holds a core.
+os.environ.setdefault("TGAZSR_THREADS", "1")
 
 import numpy as np
 import pytest

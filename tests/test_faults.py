@@ -339,3 +339,28 @@ def test_an_error_line_starts_after_an_open_progress_bar(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "work:" in err
     assert "error: the input is wrong" in err.splitlines(), repr(err)
+
+
+def test_a_cpu_run_uses_the_idle_cores_unless_told(monkeypatch):
+    """Several torch threads stall each other when another process holds a core: a CPU run takes the
+    idle cores by the load average (or TGAZSR_THREADS), and OMP_NUM_THREADS is left to decide."""
+    import torch
+
+    from tgazsr import cpu
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setenv("TGAZSR_THREADS", "1")
+        assert cpu.use_idle_cores(torch.device("cpu")) == 1 and torch.get_num_threads() == 1
+        assert cpu.use_idle_cores(torch.device("cuda")) is None  # not a CPU run: untouched
+        monkeypatch.delenv("TGAZSR_THREADS")
+        monkeypatch.setattr(cpu.os, "cpu_count", lambda: 2)
+        monkeypatch.setattr(cpu.os, "getloadavg", lambda: (1.2, 0.0, 0.0))  # one core busy
+        assert cpu.default_threads() == 1
+        monkeypatch.setattr(cpu.os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+        assert cpu.default_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert cpu.use_idle_cores(torch.device("cpu")) is None
+    finally:
+        torch.set_num_threads(before)

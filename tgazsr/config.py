@@ -155,11 +155,13 @@ class DataArguments:
 @dataclass
 class RobustTrainingConfig(TrainingArguments):
     """TrainingArguments plus the attack and evaluation settings; the chosen method's own settings
-    are ``method_config`` (its ``Method.config``), read as attributes: ``cfg.alpha``.
+    are ``method_config`` (its ``Method.config``), read as attributes: ``cfg.<field>``.
 
     Built directly, it takes the method's settings as keyword arguments too
-    (``RobustTrainingConfig(method="pmg_aft", kl_reduction="mean")``) or ready-made
-    (``method_config=PMGAFTConfig(...)``); a setting the method does not read is an error."""
+    (``RobustTrainingConfig(method=NAME, some_setting=value)``) or ready-made
+    (``method_config=<the method's config>(...)``); a setting the method does not read is an error.
+    ``dataclasses.replace`` keeps the settings it is given as keyword arguments; the others take the
+    method's defaults."""
 
     method: str = field(
         default=DEFAULT_METHOD,

@@ -23,6 +23,7 @@ from .config import DataArguments, ModelArguments, RobustTrainingConfig
 from .checkpoints import StopOnSignal, prepare_output_dir, resolve_resume
 from .data import collate, load_image_dataset, prepare_classification_data
 from .methods import get_method
+from .cpu import use_idle_cores
 from .errors import UserError, note_kept, run_command
 from .modeling import PIXEL_NORMALIZATIONS, ZeroShotCLIP, load_clip, load_processor
 from .recipes import parse_recipe
@@ -322,6 +323,7 @@ def _train(argv=None):
     if data_args.synthetic_world:
         use_synthetic_world(model_args, data_args, cfg)
     resolved = preflight(cfg, push)
+    use_idle_cores(cfg.device)  # CPU: torch threads on the idle cores (a busy neighbour would stall them)
     from .convert import load_model_or_convert, needs_conversion
 
     if needs_conversion(model_args.model_name_or_path):  # an OpenAI-CLIP / open_clip checkpoint: converted once, cached

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import torch
 
+from ..cpu import use_idle_cores
 from ..errors import UserError, run_command
 from ..files import check_output_dir
 from ..model_checks import check_model_folder
@@ -83,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         args.model_name_or_path = load_model_or_convert(args.model_name_or_path)
     resolved = check_inputs(args)
+    use_idle_cores(torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")))
     owned = not PartialState._shared_state
     try:
         results = run_evaluation(args, resolved=resolved)

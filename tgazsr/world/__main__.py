@@ -26,6 +26,8 @@ class WorldArguments:
     seed: int = setting(0, "Seed of the world.", ge=0)
     small: bool = setting(False, "The reduced unit-test world (seconds).")
     force: bool = setting(False, "Rebuild even if a complete world exists.")
+    pretrain: bool = setting(False, "Pretrain the world's CLIP here even when the package ships it for this spec and "
+                             "seed (a few minutes on a CPU).")
     threads: int | None = setting(None, "Torch threads (default: the idle cores).", ge=1)
     steps: int | None = setting(None, "PGD steps of the report (default 20; 3 with --small).", ge=1)
     max_samples: int | None = setting(None, "Images per evaluation set in the report (default: all).", ge=1)
@@ -81,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.threads:
         spec = dataclasses.replace(spec, threads=args.threads)
     check_root(args, spec)
-    paths = build_world(args.root, seed=args.seed, small=args.small, force=args.force, spec=spec)
+    paths = build_world(args.root, seed=args.seed, small=args.small, force=args.force, spec=spec,
+                        pretrain=args.pretrain)
 
     print(f"root:     {paths.root}")
     print(f"model:    {paths.model}")
@@ -98,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(
             f"pretraining: {info['steps']} steps, {info['pretrain_seconds']:.1f} s wall "
             f"({info.get('pretrain_cpu_seconds', float('nan')):.1f} s CPU) on {info['threads']} thread(s)"
+            + (" when the shipped model was made (tgazsr/world/shipped)" if info.get("shipped") else "")
         )
     if not args.report:
         return {}

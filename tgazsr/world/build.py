@@ -141,6 +141,7 @@ def build_world(
     small: bool = False,
     force: bool = False,
     spec: WorldSpec | None = None,
+    pretrain: bool = False,
 ) -> WorldPaths:
     """Build (or reuse) the offline world and return where its parts are.
 
@@ -148,9 +149,12 @@ def build_world(
     (each part is written to a temporary directory and renamed into place, so a part that
     exists is whole); a completion marker is written last. A file lock beside the root keeps
     two processes from building the same world at once. ``force`` rebuilds everything.
-    ``small`` builds the reduced unit-test world (seconds).
+    ``small`` builds the reduced unit-test world (seconds). The model is the package's shipped
+    pretrained CLIP when one matches the spec and seed (:mod:`tgazsr.world.shipped`), else
+    pretrained here; ``pretrain`` pretrains it in any case.
     """
     from .pretraining import pretrain_clip, save_model
+    from .shipped import load_shipped, shipped_folder
     from .tokenizer import make_tokenizer
 
     spec = spec or (WorldSpec.reduced() if small else WorldSpec())
@@ -195,7 +199,16 @@ def build_world(
                 put_atomically(paths.pretrain, _save_split(ds, TRAIN_SPLIT))
             if need_model:
                 tokenizer = make_tokenizer()
-                model, train_info = pretrain_clip(images, objects, spec, seed=seed, tokenizer=tokenizer)
+                shipped = None if pretrain else load_shipped(spec, seed)
+                if shipped is not None:
+                    model, record = shipped
+                    train_info = {**record["pretraining"], "shipped": True}
+                    logger.info("the world's CLIP: the shipped pretrained model (%s; --pretrain pretrains it here)",
+                                shipped_folder(seed))
+                else:
+                    logger.info("the world's CLIP: pretraining %s", "(--pretrain)" if pretrain else
+                                "(no shipped model for this spec and seed)")
+                    model, train_info = pretrain_clip(images, objects, spec, seed=seed, tokenizer=tokenizer)
                 info["pretraining"] = train_info
 
                 def write_model(tmp):

@@ -22,7 +22,6 @@ The seed fixes the result up to the last bits, which on CPU may vary with the th
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -32,6 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from .sets import CAPTION_FRAMES, SINGLE_ATTRIBUTE_FRAMES, caption, progress
+from ..cpu import default_threads, torch_threads  # noqa: F401  (also imported from here)
 from .spec import ATTRIBUTES, VALUES, ObjectSpec, WorldSpec
 from .tokenizer import BOS_TOKEN_ID, EOS_TOKEN_ID, MAX_TEXT_LENGTH, VOCAB_SIZE, make_image_processor, make_tokenizer
 
@@ -66,34 +66,6 @@ def make_clip_config(spec: WorldSpec):
         projection_dim=spec.projection_dim,
         **tokenizer_ids,
     )
-
-
-def default_threads() -> int:
-    """Cores not busy with other processes (by the 1-minute load average), at least one.
-
-    Torch's intra-op threads wait for each other at every operation; when another process
-    holds one of two cores, two threads run many times slower than one, so only idle cores
-    are used.
-    """
-    cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - not on POSIX
-        busy = 0.0
-    return max(1, min(cores, int(cores - busy + 0.5)))
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Run the block with ``n`` torch intra-op threads (None: ``default_threads()``)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, n or default_threads()))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _attribute_codes(objects: Sequence[ObjectSpec]) -> np.ndarray:
