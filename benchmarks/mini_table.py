@@ -46,13 +46,33 @@ def method_overrides(method: str) -> list[str]:
     return args
 
 
+def protocol_recipe(method: str, out_root: str) -> str:
+    """The quickstart recipe without the settings of its own method that ``method`` does not read
+    (a setting given to a method that does not read it is an error): the shared protocol for ``method``."""
+    path = os.path.join(RECIPES, "quickstart.yaml")
+    if method == "clip":
+        return path
+    with open(path) as f:
+        recipe = yaml.safe_load(f)
+    others = {name for m in REGISTRY.values() for name in m.fields} - set(REGISTRY[method].fields)
+    kept = {k: v for k, v in recipe.items() if k not in others}
+    if kept == recipe:
+        return path
+    os.makedirs(out_root, exist_ok=True)
+    out = os.path.join(out_root, f"protocol-{method}.yaml")
+    with open(out + ".tmp", "w") as f:
+        yaml.safe_dump(kept, f, sort_keys=False)
+    os.replace(out + ".tmp", out)
+    return out
+
+
 def run_one(method: str, seed: int, out_root: str, extra: list[str]) -> dict:
     """One method and seed: read back when finished earlier with the same command line."""
     from tgazsr import train
     from tgazsr.evaluation import evaluate_after_training
 
     out = os.path.join(out_root, f"{method}-seed{seed}")
-    common = [os.path.join(RECIPES, "quickstart.yaml"), "--output_dir", out, "--seed", str(seed),
+    common = [protocol_recipe(method, out_root), "--output_dir", out, "--seed", str(seed),
               "--compare_with_base", "false", "--logging_steps", "1000", "--disable_tqdm", "true", *extra]
     argv = common + (method_overrides(method) if method != "clip" else [])
     marker = os.path.join(out, "run.json")
