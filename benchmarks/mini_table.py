@@ -1,12 +1,13 @@
 """The paper's table in miniature: every method on the synthetic world, several seeds.
 
-    python benchmarks/mini_table.py                      # 9 methods x 3 seeds, then BENCHMARKS.md / README
+    python benchmarks/mini_table.py                      # every method x 3 seeds, then BENCHMARKS.md / README
     python benchmarks/mini_table.py --seeds 0 --methods clip tecoa tga_zsr --no_update_docs
 
 The protocol is fixed before any method is compared, and is the same for all of them: the
 quickstart recipe (world, attack budget, optimizer, learning rate, steps, batch, evaluation
 attack), with only each method's own fields taken from its recipe (its loss and weights, its
-attack objective and steps, its pixel normalization). Results: ``benchmarks/results/mini_table.json``,
+attack objective and steps, its pixel normalization); the quickstart's TGA-ZSR settings are left out
+for a method that does not read them. Results: ``benchmarks/results/mini_table.json``,
 ``.md`` and ``.png``; with ``--update_docs`` (default) the table replaces the block between the
 ``mini-table`` markers of BENCHMARKS.md and README.md.
 """

@@ -229,12 +229,11 @@ def test_agft_trains_two_steps_from_its_recipe(tiny_clip, saved_dataset, tmp_pat
         return dataclasses.replace(objective, build=build)
 
     monkeypatch.setattr(trainer_module, "get_objective", spying)
-    argv = [
-        str(RECIPES / "agft_tiny_imagenet.yaml"), "--model_name_or_path", tiny_clip, "--dataset_name", saved_dataset, "--output_dir", str(tmp_path / "out"),
-         "--max_steps", "2", "--per_device_train_batch_size", "4", "--use_cpu", "true", "--fp16", "false",
-         "--logging_steps", "1", "--warmup_steps", "0", "--dataloader_num_workers", "0", "--save_strategy", "no",
-         "--report_to", "none", "--eval_split", "", "--disable_tqdm", "true", "--agft_logit_scale", "150",
-    ]
+    argv = [str(RECIPES / "agft_tiny_imagenet.yaml"), "--model_name_or_path", tiny_clip, "--dataset_name", saved_dataset,
+            "--output_dir", str(tmp_path / "out"), "--max_steps", "2", "--per_device_train_batch_size", "4",
+            "--use_cpu", "true", "--fp16", "false", "--logging_steps", "1", "--warmup_steps", "0",
+            "--dataloader_num_workers", "0", "--save_strategy", "no", "--report_to", "none", "--eval_split", "",
+            "--disable_tqdm", "true", "--agft_logit_scale", "150"]
     model_args, data_args, cfg = parse(argv)
     assert isinstance(cfg.method_config, AGFTConfig) and cfg.agft_logit_scale == 150.0
     trainer, _, _ = build_trainer(model_args, data_args, cfg)
