@@ -1,12 +1,13 @@
 """The paper's table in miniature: every method on the synthetic world, several seeds.
 
-    python benchmarks/mini_table.py                      # 9 methods x 3 seeds, then BENCHMARKS.md / README
+    python benchmarks/mini_table.py                      # every method x 3 seeds, then BENCHMARKS.md / README
     python benchmarks/mini_table.py --seeds 0 --methods clip tecoa tga_zsr --no_update_docs
 
 The protocol is fixed before any method is compared, and is the same for all of them: the
 quickstart recipe (world, attack budget, optimizer, learning rate, steps, batch, evaluation
 attack), with only each method's own fields taken from its recipe (its loss and weights, its
-attack objective and steps, its pixel normalization). Results: ``benchmarks/results/mini_table.json``,
+attack objective and steps, its pixel normalization); the quickstart's TGA-ZSR settings are left out
+for a method that does not read them. Results: ``benchmarks/results/mini_table.json``,
 ``.md`` and ``.png``; with ``--update_docs`` (default) the table replaces the block between the
 ``mini-table`` markers of BENCHMARKS.md and README.md.
 """
@@ -46,13 +47,33 @@ def method_overrides(method: str) -> list[str]:
     return args
 
 
+def protocol_recipe(method: str, out_root: str) -> str:
+    """The quickstart recipe without the settings of its own method that ``method`` does not read
+    (a setting given to a method that does not read it is an error): the shared protocol for ``method``."""
+    path = os.path.join(RECIPES, "quickstart.yaml")
+    if method == "clip":
+        return path
+    with open(path) as f:
+        recipe = yaml.safe_load(f)
+    others = {name for m in REGISTRY.values() for name in m.fields} - set(REGISTRY[method].fields)
+    kept = {k: v for k, v in recipe.items() if k not in others}
+    if kept == recipe:
+        return path
+    os.makedirs(out_root, exist_ok=True)
+    out = os.path.join(out_root, f"protocol-{method}.yaml")
+    with open(out + ".tmp", "w") as f:
+        yaml.safe_dump(kept, f, sort_keys=False)
+    os.replace(out + ".tmp", out)
+    return out
+
+
 def run_one(method: str, seed: int, out_root: str, extra: list[str]) -> dict:
     """One method and seed: read back when finished earlier with the same command line."""
     from tgazsr import train
     from tgazsr.evaluation import evaluate_after_training
 
     out = os.path.join(out_root, f"{method}-seed{seed}")
-    common = [os.path.join(RECIPES, "quickstart.yaml"), "--output_dir", out, "--seed", str(seed),
+    common = [protocol_recipe(method, out_root), "--output_dir", out, "--seed", str(seed),
               "--compare_with_base", "false", "--logging_steps", "1000", "--disable_tqdm", "true", *extra]
     argv = common + (method_overrides(method) if method != "clip" else [])
     marker = os.path.join(out, "run.json")

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import merge_flags
+from conftest import CLASS_NAMES, merge_flags
 from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
 from tgazsr.methods import METHODS
 
@@ -32,7 +32,10 @@ EXPECTED_TERMS = {
     "fare": {"loss_fare", "adv_acc"},
     "ft_clean": {"loss_contrastive", "clean_acc"},
     "ft_adv": {"loss_contrastive", "adv_acc"},
+    "agft": {"loss_soft_ce", "adv_acc"},
 }
+#: Flags that fit a recipe's data fields to the tiny dataset (AGFT's recipe reads ImageNet's split and class names).
+TINY_DATA_FLAGS = {"agft": ["--eval_split", "valid", "--class_names", *CLASS_NAMES]}
 
 
 def tiny_args(tiny_clip, data, out, *extra):
@@ -56,7 +59,8 @@ def test_every_method_has_a_recipe():
 
 @pytest.mark.parametrize("method", METHOD_NAMES)
 def test_recipe_trains_two_steps(method, tiny_clip, saved_dataset, tmp_path):
-    model_args, data_args, cfg = parse([str(RECIPES / f"{method}.yaml"), *tiny_args(tiny_clip, saved_dataset, tmp_path)])
+    model_args, data_args, cfg = parse([str(RECIPES / f"{method}.yaml"),
+                                        *tiny_args(tiny_clip, saved_dataset, tmp_path, *TINY_DATA_FLAGS.get(method, ()))])
     assert cfg.method == method
     trainer, _, _ = build_trainer(model_args, data_args, cfg)
     clip = trainer.model.clip

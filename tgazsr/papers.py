@@ -88,6 +88,19 @@ FARE = Paper(
 }""",
 )
 
+AGFT = Paper(
+    title="AGFT: Alignment-Guided Fine-Tuning for Zero-Shot Adversarial Robustness of Vision-Language Models",
+    authors="Yubo Cui, Xianchao Guan, Zijun Xiong, Zheng Zhang",
+    venue="CVPR 2026",
+    url="https://arxiv.org/abs/2603.29410",
+    bibtex="""@inproceedings{cui2026agft,
+  title     = {{AGFT}: Alignment-Guided Fine-Tuning for Zero-Shot Adversarial Robustness of Vision-Language Models},
+  author    = {Cui, Yubo and Guan, Xianchao and Xiong, Zijun and Zhang, Zheng},
+  booktitle = {IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2026}
+}""",
+)
+
 PERCEPTUAL_METRICS = Paper(
     title="Adversarially Robust CLIP Models Can Induce Better (Robust) Perceptual Metrics",
     authors="Francesco Croce, Christian Schlarmann, Naman Deep Singh, Matthias Hein",
@@ -103,6 +116,6 @@ PERCEPTUAL_METRICS = Paper(
 
 #: Every paper above by its constant's name (the names zoo.yaml uses).
 PAPERS: dict[str, Paper] = {
-    "TGA_ZSR": TGA_ZSR, "COMP_TGA": COMP_TGA, "TECOA": TECOA, "PMG_AFT": PMG_AFT, "FARE": FARE,
+    "TGA_ZSR": TGA_ZSR, "COMP_TGA": COMP_TGA, "TECOA": TECOA, "PMG_AFT": PMG_AFT, "FARE": FARE, "AGFT": AGFT,
     "PERCEPTUAL_METRICS": PERCEPTUAL_METRICS,
 }
