@@ -85,7 +85,7 @@ class SiglipBackbone(Backbone):
     # reads its out_proj weight directly, so an adapter there would not reach the pooled embedding.
     lora_targets = r".*vision_model\.(encoder\..*\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)|head\.mlp\.(fc1|fc2))"
     contrastive_loss_name = "SigLIP's sigmoid loss"
-    frozen_scalars = "logit scale and bias"
+    frozen_scalars = "the logit scale and bias"
 
     @classmethod
     def model_class(cls) -> type:
