@@ -61,7 +61,8 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "Module names to adapt. Empty: the vision tower's attention and MLP projections "
-            "(q_proj, k_proj, v_proj, out_proj, fc1, fc2 under vision_model)."
+            "(q_proj, k_proj, v_proj, out_proj, fc1, fc2 under vision_model; on SigLIP the encoder's and the pooling "
+            "head's MLP, not the head's attention)."
         },
     )
 
