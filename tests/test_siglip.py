@@ -301,6 +301,18 @@ def test_the_harness_scores_a_siglip_with_pgd_cw_and_autoattack(tiny_siglip, tmp
     assert all(0.0 <= v <= r["clean_accuracy"] for v in r["robust"].values())
     assert r["robust"]["worst@8/255"] <= min(r["robust"]["pgd@8/255"], r["robust"]["cw@8/255"])
     assert results["pixel_normalization"] == [HALF[0], HALF[1]]
+    assert r["sanity"]["robust_le_clean"]
+
+
+def test_visualize_draws_a_siglips_attention(tiny_siglip, tmp_path):
+    from tgazsr.evaluation import visualize
+
+    image = tmp_path / "img.png"
+    make_images(1, 4, seed=6)[0][0].save(image)
+    png = tmp_path / "attention.png"
+    code = visualize.main(["--model_name_or_path", tiny_siglip, "--image", str(image), "--label", "red square",
+                           "--class_names", ",".join(CLEAN_NAMES), "--eps", "8", "--steps", "2", "--output", str(png)])
+    assert code == 0 and png.stat().st_size > 1000
 
 
 def test_only_the_backbones_and_convert_name_the_model_classes():
