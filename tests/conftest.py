@@ -92,6 +92,35 @@ def build_tiny_clip(directory: str, image_size: int = 32, patch_size: int = 8, s
     return directory
 
 
+def build_tiny_siglip(directory: str, image_size: int = 32, patch_size: int = 8, seed: int = 0) -> str:
+    """Save a random tiny SiglipModel with a tokenizer (the character-level one, 64 tokens long as
+    SigLIP's prompts are) and SigLIP's image processor (mean = std = 0.5) to ``directory``."""
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
+
+    tok = write_char_tokenizer(directory)
+    tok.model_max_length = 64
+    torch.manual_seed(seed)
+    config = SiglipConfig(
+        text_config=dict(
+            vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, max_position_embeddings=64, projection_size=32, bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        ),
+        vision_config=dict(
+            image_size=image_size, patch_size=patch_size, hidden_size=32, intermediate_size=64,
+            num_hidden_layers=2, num_attention_heads=2,
+        ),
+    )
+    model = SiglipModel(config)
+    with torch.no_grad():  # SigLIP's initialization (log 10 and -10), so that logits are in the model's usual range
+        model.logit_scale.fill_(2.302585)
+        model.logit_bias.fill_(-10.0)
+    model.save_pretrained(directory)
+    image_processor = SiglipImageProcessor(size={"height": image_size, "width": image_size})
+    SiglipProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(directory)
+    return directory
+
+
 def make_images(n: int, num_classes: int, size: int = 40, seed: int = 0):
     """Class-dependent coloured images with noise: (PIL images, labels)."""
     rng = np.random.default_rng(seed)
@@ -180,6 +209,11 @@ def scratch_registry(monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> str:
     return build_tiny_clip(str(tmp_path_factory.mktemp("tiny_clip")))
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip(tmp_path_factory) -> str:
+    return build_tiny_siglip(str(tmp_path_factory.mktemp("tiny_siglip")))
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from transformers import TrainingArguments
 
 from .methods import DEFAULT_METHOD, METHODS, get_method, method_arguments, method_config
 from .methods.fields import is_method_arguments
-from .modeling import PIXEL_NORMALIZATIONS
+from .modeling import NORMALIZATION_CHOICES
 from .objectives import OBJECTIVES
 from .errors import budget_unit_problem
 from .limits import Limits, declare_limits, problems as limit_problems, with_limits_in_help
@@ -34,10 +34,12 @@ class ModelArguments:
         metadata={"help": "Vision-language model to make robust (a CLIP): a Hub id or a local model directory (config.json + safetensors)."},
     )
     pixel_normalization: str = field(
-        default="clip",
+        default="auto",
         metadata={
-            "help": "Mean/std applied inside the model after any perturbation: 'clip' (CLIP's constants) or "
-            "'imagenet' ((0.485, 0.456, 0.406)/(0.229, 0.224, 0.225), as PMG-AFT's released code does)."
+            "help": "Mean/std applied inside the model after any perturbation: 'auto' (the checkpoint's image "
+            "processor: CLIP's constants for a CLIP, 0.5 for a SigLIP), 'clip' (CLIP's constants), 'siglip' "
+            "(SigLIP's 0.5) or 'imagenet' ((0.485, 0.456, 0.406)/(0.229, 0.224, 0.225), as PMG-AFT's released "
+            "code does). Another family's constants (clip for a SigLIP) are refused."
         },
     )
     attn_implementation: str | None = field(
@@ -59,16 +61,17 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "Module names to adapt. Empty: the vision tower's attention and MLP projections "
-            "(q_proj, k_proj, v_proj, out_proj, fc1, fc2 under vision_model)."
+            "(q_proj, k_proj, v_proj, out_proj, fc1, fc2 under vision_model; on SigLIP the encoder's and the pooling "
+            "head's MLP, not the head's attention)."
         },
     )
 
     def __post_init__(self):
         raise_problems(limit_problems(self))
-        if self.pixel_normalization not in PIXEL_NORMALIZATIONS:
+        if self.pixel_normalization not in NORMALIZATION_CHOICES:
             raise RecipeError(
-                f"pixel_normalization = {self.pixel_normalization!r}: choose one of {', '.join(PIXEL_NORMALIZATIONS)} "
-                "(--pixel_normalization clip is CLIP's own mean/std)."
+                f"pixel_normalization = {self.pixel_normalization!r}: choose one of {', '.join(NORMALIZATION_CHOICES)} "
+                "(--pixel_normalization auto is the checkpoint's own mean/std)."
             )
 
 
@@ -188,7 +191,7 @@ class RobustTrainingConfig(TrainingArguments):
         default=None,
         metadata={
             "help": f"Objective the training attack maximizes, one of {', '.join(OBJECTIVES)} (tgazsr.objectives): "
-            "'ce' zero-shot cross-entropy, 'margin' CW margin, 'contrastive' in-batch CLIP loss, 'fare' embedding "
+            "'ce' zero-shot cross-entropy, 'margin' CW margin, 'contrastive' the model's in-batch image-text loss (CLIP's softmax, SigLIP's sigmoid), 'fare' embedding "
             "distance to the frozen model. Empty: the method's own (its Method.attack_objective)."
         },
     )
@@ -364,7 +367,7 @@ class RobustTrainingConfig(TrainingArguments):
 _POSITIVE_INT, _COUNT, _RATE = Limits(ge=1), Limits(ge=0), Limits(ge=0)
 declare_limits(
     ModelArguments,
-    pixel_normalization=Limits(choices=tuple(PIXEL_NORMALIZATIONS)),
+    pixel_normalization=Limits(choices=NORMALIZATION_CHOICES),
     attn_implementation=Limits(choices=("eager", "sdpa", "flash_attention_2")),
     trainable_last_k=_POSITIVE_INT, lora_r=_POSITIVE_INT, lora_alpha=Limits(gt=0), lora_dropout=Limits(ge=0, lt=1),
 )

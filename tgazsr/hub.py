@@ -159,6 +159,7 @@ def build_model_card(
     architecture: str | None = None,
     skipped_images: int = 0,
     recipe_changes: list[dict] | None = None,
+    model_type: str | None = None,
 ) -> ModelCard:
     """The model card: Hub metadata (base_model, datasets, license, library, pipeline, tags,
     model-index results that name their attack), what was trained and how, the results (beside the
@@ -166,10 +167,14 @@ def build_model_card(
     Local paths appear only as folder names. ``skipped_images``: unreadable training images left
     out (``skip_unreadable_images``); each evaluated dataset's count comes with its results.
     ``recipe_changes``: the settings a resume changed on purpose (``--allow_recipe_change``;
-    ``tgazsr.resume.recorded_changes`` of the run's log_history)."""
+    ``tgazsr.resume.recorded_changes`` of the run's log_history). ``model_type``: config.json's
+    (the model family: its name and what the method means on it; CLIP when not given)."""
+    from .backbones import BACKBONES
     from .methods import get_method
 
     method_def = get_method(method)
+    family = BACKBONES.get(model_type or "clip")
+    notes = family.card_notes(method_def)
     evals = _eval_results(results)
     local_base, local_data = os.path.exists(base_model), os.path.exists(dataset)
     data = ModelCardData(
@@ -178,7 +183,7 @@ def build_model_card(
         pipeline_tag="zero-shot-image-classification",
         base_model=None if local_base else base_model,
         datasets=None if local_data else [dataset],
-        tags=["clip", "adversarial-robustness", "zero-shot-image-classification", "tgazsr", method],
+        tags=[family.model_type, "adversarial-robustness", "zero-shot-image-classification", "tgazsr", method],
         model_name=model_name if evals else None,
         eval_results=evals or None,
     )
@@ -218,11 +223,11 @@ def build_model_card(
 
 # {model_name}
 
-A CLIP vision tower made robust to adversarial images with **{method_def.title}**{paper_ref},
+A {family.title} vision tower made robust to adversarial images with **{method_def.title}**{paper_ref},
 trained with tgazsr. Base model: {base_text}; training data: {data_text}.
 {method_def.description}
-Only the vision tower was trained; the text tower and logit scale are the base model's.
-
+Only the vision tower was trained; the text tower and {family.frozen_scalars} are the base model's.
+{"".join(note + chr(10) for note in notes)}
 It is a plain {f"`{architecture}`" if architecture else "transformers"} checkpoint:
 
 ```python
@@ -243,6 +248,18 @@ applied after the perturbation.
     return ModelCard(body)
 
 
+def saved_model_type(output_dir: str) -> str | None:
+    """config.json's ``model_type`` of a saved model folder."""
+    import json
+
+    try:
+        with open(Path(output_dir) / "config.json") as f:
+            value = json.load(f).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(value) if value else None
+
+
 def saved_architecture(output_dir: str) -> str | None:
     """The transformers class a saved model folder declares (config.json's ``architectures``)."""
     import json
@@ -257,6 +274,7 @@ def saved_architecture(output_dir: str) -> str | None:
 
 def write_model_card(output_dir: str, **kwargs) -> Path:
     kwargs.setdefault("architecture", saved_architecture(output_dir))
+    kwargs.setdefault("model_type", saved_model_type(output_dir))
     card = build_model_card(**kwargs)
     path = Path(output_dir) / "README.md"
     card.save(path)

@@ -27,6 +27,23 @@ def contrastive(image_embeds: torch.Tensor, text_embeds: torch.Tensor, scale: to
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
+def sigmoid_contrastive(image_embeds: torch.Tensor, text_embeds: torch.Tensor, scale: torch.Tensor | float,
+                        bias: torch.Tensor | float) -> torch.Tensor:
+    """SigLIP's sigmoid loss over a batch (FT-Clean, FT-Adv on SigLIP).
+
+    image_embeds (B, D), text_embeds (B, D): the i-th image is matched to the i-th prompt. With
+    ``z_ij = scale * cos(x_i, y_j) + bias`` and ``l_ij = +1`` for the matching pair, ``-1``
+    otherwise, the loss is ``-(1/B) * sum_ij log sigmoid(l_ij * z_ij)``: summed over the B*B
+    pairs and divided by the batch size B, as in the SigLIP paper's definition and its
+    pseudo-code (Zhai et al. 2023, https://arxiv.org/abs/2303.15343, section 3.2 and algorithm 1).
+    """
+    img = F.normalize(image_embeds.float(), dim=-1)
+    txt = F.normalize(text_embeds.float(), dim=-1)
+    logits = scale * img @ txt.t() + bias
+    signs = 2 * torch.eye(len(img), device=img.device) - 1
+    return -F.logsigmoid(signs * logits).sum() / len(img)
+
+
 def attention_distance(a: torch.Tensor, b: torch.Tensor, metric: str = "l2") -> torch.Tensor:
     """Distance between two batches of flattened attention maps (B, H*W).
 

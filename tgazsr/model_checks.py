@@ -43,10 +43,12 @@ def _expected() -> str:
 
 def check_clip_config(config: dict, where: str) -> None:
     """Refuse a config.json (as a dict) that is not a registered backbone's (tgazsr.backbones): a
-    CLIP's, today."""
-    from .backbones import BACKBONES
+    CLIP's or a SigLIP's (a model type tgazsr knows and cannot read, such as Siglip2Model's, says why)."""
+    from .backbones import BACKBONES, UNSUPPORTED_MODEL_TYPES
 
     model_type = config.get("model_type")
+    if model_type in UNSUPPORTED_MODEL_TYPES:
+        raise ModelFolderError(f"{where}: {UNSUPPORTED_MODEL_TYPES[model_type]}")
     if model_type in BACKBONES:
         problem = BACKBONES[model_type].config_problem(config)
         if problem:
@@ -57,9 +59,10 @@ def check_clip_config(config: dict, where: str) -> None:
     if architectures:
         found += f", architectures {', '.join(map(str, architectures))}"
     raise ModelFolderError(
-        f"{where} is not a CLIP model: its config.json has {found}. Expected {_expected()}. Pass a CLIP checkpoint "
-        "(a Hub id such as openai/clip-vit-base-patch32, or a folder tgazsr.train wrote); transformers would "
-        "otherwise build a CLIP with random weights from it."
+        f"{where} is not a CLIP model, nor any other family tgazsr reads ({', '.join(b.title for b in BACKBONES.values())}): "
+        f"its config.json has {found}. Expected {_expected()}. Pass a CLIP or SigLIP checkpoint "
+        "(a Hub id such as openai/clip-vit-base-patch32 or google/siglip-base-patch16-224, or a folder tgazsr.train "
+        "wrote); transformers would otherwise build a model with random weights from it."
     )
 
 

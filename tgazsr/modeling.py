@@ -39,10 +39,51 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PIXEL_NORMALIZATIONS = {"clip": (CLIP_MEAN, CLIP_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
+SIGLIP_MEAN = (0.5, 0.5, 0.5)
+SIGLIP_STD = (0.5, 0.5, 0.5)
+PIXEL_NORMALIZATIONS = {"clip": (CLIP_MEAN, CLIP_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+                        "siglip": (SIGLIP_MEAN, SIGLIP_STD)}
+#: The values of ``--pixel_normalization``: 'auto' (the checkpoint's image processor) or a name above.
+NORMALIZATION_CHOICES = ("auto", *PIXEL_NORMALIZATIONS)
 
-__all__ = ["CLIP_MEAN", "CLIP_STD", "PIXEL_NORMALIZATIONS", "FrozenImageEncoder", "ImageEncoding", "ZeroShotCLIP",
+__all__ = ["CLIP_MEAN", "CLIP_STD", "NORMALIZATION_CHOICES", "PIXEL_NORMALIZATIONS", "SIGLIP_MEAN", "SIGLIP_STD",
+           "resolve_pixel_normalization", "FrozenImageEncoder", "ImageEncoding", "ZeroShotCLIP",
            "encode_image", "load_clip"]
+
+
+def resolve_pixel_normalization(name: str, backbone: type[Backbone], image_processor, where: str,
+                                log=None) -> tuple[list[float], list[float]]:
+    """The (mean, std) that ``--pixel_normalization name`` means for a model of ``backbone``.
+
+    'auto': the checkpoint's image processor's (where tgazsr.train saves the training normalization);
+    without one, the constants of the family (``backbone.pixel_normalization``: CLIP's for a CLIP,
+    0.5 for a SigLIP), said in the log. A name is that table entry; the normalization of another model
+    family (CLIP's constants for a SigLIP) is refused, naming the fix, and 'imagenet' is accepted for
+    any family (PMG-AFT's released code normalizes so)."""
+    from .errors import UserError
+
+    if name == "auto":
+        mean = list(getattr(image_processor, "image_mean", None) or [])
+        std = list(getattr(image_processor, "image_std", None) or [])
+        if len(mean) == 3 and len(std) == 3:
+            return [float(v) for v in mean], [float(v) for v in std]
+        if log is not None:
+            log.info("%s has no image processor with a 3-channel mean and std; using %s's normalization (%r).", where,
+                     backbone.title or backbone.model_type, backbone.pixel_normalization)
+        name = backbone.pixel_normalization
+    if name not in PIXEL_NORMALIZATIONS:
+        raise UserError(f"pixel_normalization = {name!r}: choose one of {', '.join(NORMALIZATION_CHOICES)} "
+                        "(--pixel_normalization auto is the checkpoint's image processor's mean/std).")
+    from .backbones import BACKBONES
+
+    families = {b.pixel_normalization: b for b in BACKBONES.values()}
+    if name in families and name != backbone.pixel_normalization:
+        raise UserError(
+            f"pixel_normalization = {name!r} is {families[name].title}'s mean/std, but {where} is a {backbone.title} "
+            f"model, trained with its own ({backbone.pixel_normalization!r}). Pass --pixel_normalization auto (the "
+            f"checkpoint's image processor) or {backbone.pixel_normalization}.")
+    mean, std = PIXEL_NORMALIZATIONS[name]
+    return list(mean), list(std)
 
 
 def encode_image(

@@ -7,7 +7,12 @@ takes the model under attack and an :class:`AttackTarget` and returns a function
 
     ce           zero-shot cross-entropy of ``s * cos`` logits (TeCoA, TGA-ZSR, the TGA table's PGD)
     margin       CW margin ``min(max_{j!=y} z_j - z_y, kappa)`` (the TGA table's CW)
-    contrastive  CLIP's symmetric in-batch loss against the prompts of the labels (FT-Adv)
+    contrastive  the backbone's in-batch image-text loss against the prompts of the labels (FT-Adv):
+                 CLIP's symmetric softmax loss, SigLIP's sigmoid loss
+
+Logits are the model's, ``s * cos + b`` where the family has a bias (SigLIP): ``ce`` and ``margin``
+are invariant to a bias shared by every class, so they are those of ``s * cos``; ``contrastive``
+reads the bias (see docs/evaluation.md).
     fare         squared L2 distance of the embedding to the frozen model's clean one (FARE)
 
 Adding one is ``@register_objective("name")`` on a function of ``(model, target)``; an objective
@@ -110,7 +115,7 @@ def _contrastive(model, target: AttackTarget) -> LossFn:
     if target.text_embeds is None:
         raise ValueError("The contrastive objective needs class text embeddings.")
     text = target.text_embeds[target.labels]
-    return lambda x: losses.contrastive(model(x).embeds, text, model.logit_scale)
+    return lambda x: model.backbone.contrastive_loss(model(x).embeds, text, model.logit_scale, model.logit_bias)
 
 
 @register_objective("fare", reads_reference=True)

@@ -25,7 +25,8 @@ from .data import collate, load_image_dataset, prepare_classification_data
 from .methods import get_method
 from .cpu import use_idle_cores
 from .errors import UserError, note_kept, run_command
-from .modeling import PIXEL_NORMALIZATIONS, ZeroShotCLIP, load_clip, load_processor
+from .backbones import backbone_for
+from .modeling import ZeroShotCLIP, load_clip, load_processor, resolve_pixel_normalization
 from .recipes import parse_recipe
 from .resume import RecordRecipeChange, check_resume, recipe_fields, recorded_changes
 from .evaluation import comparison_markdown, end_of_training_check, evaluate_after_training
@@ -33,13 +34,14 @@ from .trainer import HeldOutSets, RobustCLIPTrainer
 
 logger = logging.getLogger("tgazsr.train")
 
+#: CLIP's default LoRA targets; each backbone declares its own (``Backbone.lora_targets``).
 DEFAULT_LORA_TARGETS = r".*vision_model.*\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
 
 
 def apply_lora(model: ZeroShotCLIP, model_args: ModelArguments) -> None:
     from peft import LoraConfig, get_peft_model
 
-    targets = model_args.lora_target_modules or DEFAULT_LORA_TARGETS
+    targets = model_args.lora_target_modules or model.backbone.lora_targets
     config = LoraConfig(
         r=model_args.lora_r,
         lora_alpha=model_args.lora_alpha,
@@ -61,9 +63,10 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: Rob
     processor = load_processor(model_args.model_name_or_path)
     tokenizer = getattr(processor, "tokenizer", processor)
     image_processor = getattr(processor, "image_processor", None)
+    normalization = resolve_pixel_normalization(model_args.pixel_normalization, backbone_for(clip), image_processor,
+                                                model_args.model_name_or_path, logger)
     if image_processor is not None:  # the saved checkpoint normalizes as the model was trained
-        mean, std = PIXEL_NORMALIZATIONS[model_args.pixel_normalization]
-        image_processor.image_mean, image_processor.image_std = list(mean), list(std)
+        image_processor.image_mean, image_processor.image_std = normalization
     image_size = clip.config.vision_config.image_size
 
     train = prepare_classification_data(
@@ -84,7 +87,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, cfg: Rob
                            accept_unnamed=False)
     logger.info("Training on %d images of %d classes from %s", len(train), len(train.class_names), data_args.dataset_name)
 
-    model = ZeroShotCLIP(clip, model_args.pixel_normalization).to(cfg.device)
+    model = ZeroShotCLIP(clip, normalization).to(cfg.device)
     model.freeze_all_but_vision(model_args.trainable_last_k)
     reference = model.frozen_copy()
     text = model.class_embeddings(train.class_names, [data_args.prompt_template], tokenizer)

@@ -153,6 +153,8 @@ class RobustCLIPTrainer(Trainer):
             text_embeds=self.text_embeds,
             logits_fn=lambda embeds, scale=True: unwrapped.logits(embeds, self.text_embeds, scale),
             logit_scale=unwrapped.logit_scale.detach(),
+            logit_bias=None if unwrapped.logit_bias is None else unwrapped.logit_bias.detach(),
+            backbone=unwrapped.backbone,
             image_size=self.image_size,
             adv=adv,
             clean=clean,

@@ -6,6 +6,9 @@
 """
 
 from .base import BACKBONES, Backbone, ImageEncoding, backbone_for, expected_folders, register_backbone
-from . import clip  # noqa: E402,F401  (registration)
+from . import clip, siglip  # noqa: E402,F401  (registration)
 
-__all__ = ["BACKBONES", "Backbone", "ImageEncoding", "backbone_for", "expected_folders", "register_backbone"]
+#: Model types tgazsr knows and cannot read, with the reason and what to pass instead.
+UNSUPPORTED_MODEL_TYPES = {"siglip2": siglip.SIGLIP2_PROBLEM}
+
+__all__ = ["UNSUPPORTED_MODEL_TYPES", "BACKBONES", "Backbone", "ImageEncoding", "backbone_for", "expected_folders", "register_backbone"]

@@ -1,7 +1,7 @@
 """The vision-language backbone: what training, the attacks, the attention maps, the harness, the
 checks and the model card need of a model, and nothing more.
 
-A :class:`Backbone` is stateless: it describes one family of transformers models (CLIP today) and
+A :class:`Backbone` is stateless: it describes one family of transformers models (CLIP, SigLIP) and
 its methods take the model, or any object holding the same vision modules (the frozen reference
 copy), as their first argument. So the model stays a plain transformers model under
 ``ZeroShotCLIP.clip`` (its checkpoints load with ``from_pretrained`` and no custom code), and the
@@ -15,9 +15,10 @@ trainer, the FSDP wrapping and the saving code address it through this interface
 - text: ``tokenize(tokenizer, texts)`` (the padding the model was trained with: CLIP pads to the
   longest prompt, SigLIP to a fixed length) and ``text_features(model, batch)``;
 - logits: ``logit_scale(model)`` (the multiplier, already exponentiated) and ``logit_bias(model)``
-  (None when the model has none);
+  (None when the model has none); ``contrastive_loss`` the family's own image-text loss;
 - parameters: ``vision_module_names`` (trained and copied as the frozen reference),
-  ``frozen_parts(model)`` (kept whole under FSDP);
+  ``frozen_parts(model)`` (kept whole under FSDP), ``lora_targets`` (the default LoRA modules);
+- pixels: ``pixel_normalization``, the mean/std the family was trained with;
 - folders: ``model_class``, ``config_problem(config)`` and ``load``.
 
 Backbones register by their ``model_type`` (config.json's); :func:`backbone_for` finds the one of a
@@ -64,6 +65,16 @@ class Backbone:
     prefix_tokens: ClassVar[int] = 1
     #: What a model folder of this family holds, in words (for error messages).
     expected: ClassVar[str] = ""
+    #: The family's name in prose (the model card).
+    title: ClassVar[str] = ""
+    #: The name of the pixel normalization the family was trained with (``tgazsr.modeling.PIXEL_NORMALIZATIONS``).
+    pixel_normalization: ClassVar[str] = "clip"
+    #: The default LoRA target modules (a regex over module names): the vision tower's projections.
+    lora_targets: ClassVar[str] = r".*vision_model.*\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
+    #: What ``contrastive_loss`` is, in words (the model card of FT-Clean and FT-Adv).
+    contrastive_loss_name: ClassVar[str] = ""
+    #: The frozen scalars of the logits, in words (the model card).
+    frozen_scalars: ClassVar[str] = "logit scale"
 
     # --- the transformers classes and folders -----------------------------------------------
     @classmethod
@@ -123,6 +134,20 @@ class Backbone:
     @classmethod
     def logit_bias(cls, model: nn.Module) -> torch.Tensor | None:
         return None
+
+    @classmethod
+    def contrastive_loss(cls, image_embeds: torch.Tensor, text_embeds: torch.Tensor, scale: torch.Tensor | float,
+                         bias: torch.Tensor | None) -> torch.Tensor:
+        """The family's own image-text loss over a batch whose i-th image matches the i-th text (FT-Clean,
+        FT-Adv and their attack): CLIP's softmax contrastive loss, SigLIP's sigmoid loss."""
+        raise NotImplementedError
+
+    # --- the model card ---------------------------------------------------------------------
+    @classmethod
+    def card_notes(cls, method) -> list[str]:
+        """Sentences the model card adds for ``method`` (a ``tgazsr.methods.Method``) on this family:
+        where the method as run here differs from its paper's (which was written for CLIP)."""
+        return []
 
     # --- parameters -------------------------------------------------------------------------
     @classmethod

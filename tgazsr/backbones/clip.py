@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from .. import losses
 from .base import Backbone, ImageEncoding, register_backbone
 
 EXPECTED = ('a CLIPModel directory: config.json with model_type "clip" (and its text_config and vision_config) '
@@ -32,6 +33,9 @@ def _features(out) -> torch.Tensor:
 class CLIPBackbone(Backbone):
     model_type = "clip"
     expected = EXPECTED
+    title = "CLIP"
+    pixel_normalization = "clip"
+    contrastive_loss_name = "CLIP's symmetric softmax contrastive loss"
     vision_module_names = ("vision_model", "visual_projection")
     prefix_tokens = 1
 
@@ -85,6 +89,10 @@ class CLIPBackbone(Backbone):
     @classmethod
     def text_features(cls, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return _features(model.get_text_features(**batch))
+
+    @classmethod
+    def contrastive_loss(cls, image_embeds: torch.Tensor, text_embeds: torch.Tensor, scale, bias) -> torch.Tensor:
+        return losses.contrastive(image_embeds, text_embeds, scale)
 
     @classmethod
     def frozen_parts(cls, model: nn.Module) -> list:

@@ -44,8 +44,8 @@ class EvalArguments:
         default="auto",
         metadata={
             "help": "Mean/std applied inside the model after the attack: 'auto' (the checkpoint's image processor "
-            "mean/std, where tgazsr.train saves the training normalization; CLIP's if it has none), 'clip' or "
-            "'imagenet'."
+            "mean/std, where tgazsr.train saves the training normalization; the model family's constants if it has "
+            "none), 'clip', 'siglip' or 'imagenet'. Another family's constants (clip for a SigLIP) are refused."
         },
     )
     datasets: list[str] = field(
@@ -240,10 +240,10 @@ class EvalArguments:
                 f"sample_order = {self.sample_order!r}: choose one of {', '.join(SAMPLE_ORDERS)} ('stored': the first "
                 "N samples; 'clip_benchmark': the N samples CLIP_benchmark scored, as in the FARE report)."
             )
-        if self.pixel_normalization not in ("auto", "clip", "imagenet"):
+        if self.pixel_normalization not in ("auto", "clip", "siglip", "imagenet"):
             problems.append(
                 f"pixel_normalization = {self.pixel_normalization!r}: choose 'auto' (the checkpoint's image "
-                "processor), 'clip' or 'imagenet'."
+                "processor), 'clip', 'siglip' or 'imagenet'."
             )
         if self.batch_size <= 0:
             problems.append(f"batch_size = {self.batch_size}: set --batch_size to a positive number of images (64).")

@@ -11,7 +11,8 @@ from transformers import AutoImageProcessor
 from ..finite import non_finite_tensors
 from ..errors import ModelFolderError
 from ..model_checks import PROBE_PROMPTS, check_tokenizer
-from ..modeling import PIXEL_NORMALIZATIONS, ZeroShotCLIP, load_clip
+from ..backbones import Backbone, backbone_for
+from ..modeling import NORMALIZATION_CHOICES, ZeroShotCLIP, load_clip, resolve_pixel_normalization
 from ..recipes import RecipeError
 from .arguments import EvalArguments
 
@@ -83,24 +84,20 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
-def resolve_normalization(name: str, model_name_or_path: str):
-    """'clip' / 'imagenet', or for 'auto' the (mean, std) of the checkpoint's image processor."""
-    if name != "auto":
-        if name not in PIXEL_NORMALIZATIONS:
-            from ..recipes import RecipeError
-
-            raise RecipeError(f"pixel_normalization must be 'auto' or one of {sorted(PIXEL_NORMALIZATIONS)}, got "
-                              f"{name!r}: pass --pixel_normalization with one of them.")
-        return name
-    try:
-        processor = AutoImageProcessor.from_pretrained(model_name_or_path)
-        mean, std = list(processor.image_mean), list(processor.image_std)
-        if len(mean) == 3 and len(std) == 3:
-            return mean, std
-    except Exception:  # noqa: BLE001 - no image processor saved: CLIP's constants, said in the log
-        pass
-    logger.info("%s has no image processor with a mean and std; using CLIP's normalization.", model_name_or_path)
-    return "clip"
+def resolve_normalization(name: str, model_name_or_path: str, backbone: type[Backbone]):
+    """(mean, std): a named normalization ('clip', 'siglip', 'imagenet'; another family's constants are
+    refused), or for 'auto' the checkpoint's image processor's (the family's constants if it has none,
+    said in the log): ``tgazsr.modeling.resolve_pixel_normalization``."""
+    if name not in NORMALIZATION_CHOICES:
+        raise RecipeError(f"pixel_normalization must be one of {', '.join(NORMALIZATION_CHOICES)}, got "
+                          f"{name!r}: pass --pixel_normalization with one of them.")
+    processor = None
+    if name == "auto":
+        try:
+            processor = AutoImageProcessor.from_pretrained(model_name_or_path)
+        except Exception:  # noqa: BLE001 - no image processor saved: the family's constants, said in the log
+            processor = None
+    return resolve_pixel_normalization(name, backbone, processor, model_name_or_path, logger)
 
 
 def normalization_of(model) -> list[list[float]]:
@@ -115,7 +112,8 @@ def load_model(args: EvalArguments, device: torch.device):
     clip = load_clip(args.model_name_or_path)
     check_finite_weights(clip, args.model_name_or_path)
     tokenizer = load_tokenizer(args.tokenizer_name_or_path or args.model_name_or_path)
-    model = ZeroShotCLIP(clip, resolve_normalization(args.pixel_normalization, args.model_name_or_path))
+    model = ZeroShotCLIP(clip, resolve_normalization(args.pixel_normalization, args.model_name_or_path,
+                                                     backbone_for(clip)))
     fingerprint = model_fingerprint(model.clip)
     model.requires_grad_(False)
     model.eval()

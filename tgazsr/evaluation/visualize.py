@@ -114,7 +114,8 @@ def attention_pair(model, tokenizer, x: torch.Tensor, label: str, class_names: S
     for tag, image in (("clean", x), ("adv", x_adv)):
         with torch.no_grad():
             enc = model(image, output_tokens=True)
-            out[f"{tag}_map"] = text_guided_attention(enc.tokens, text[y], size, norm=attention_norm)[0].view(size, size)
+            out[f"{tag}_map"] = text_guided_attention(enc.tokens, text[y], size, norm=attention_norm,
+                                                     prefix=enc.prefix_tokens)[0].view(size, size)
     return out
 
 

@@ -45,6 +45,10 @@ class StepView:
     #: The class embeddings of each extra prompt the method declares (``Method.prompts``), by the name
     #: of the config field holding its template: (C, D) each.
     prompt_embeds: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    #: The logit bias of the model (None: the family has none, as CLIP).
+    logit_bias: torch.Tensor | None = None
+    #: The model's backbone (``tgazsr.backbones``): its own contrastive loss, for FT-Clean and FT-Adv.
+    backbone: type | None = None
 
 
 @dataclass
@@ -96,7 +100,8 @@ class Method:
     embeddings the loss reads as ``view.prompt_embeds[field]``. attention: None, 'text',
     'complementary' or 'vision' (the last needs eager attention). logit_scale_field: a boolean
     field of ``config`` that decides whether its logits are scaled by the logit scale (None:
-    always scaled). loss_terms: the names its loss logs.
+    always scaled). loss_terms: the names its loss logs. backbone_loss: its loss is the model
+    family's own image-text loss (FT-Clean, FT-Adv).
     """
 
     name: str
@@ -113,6 +118,9 @@ class Method:
     logit_scale_field: str | None = None
     loss_terms: tuple[str, ...] = ()
     paper: Paper | None = None
+    #: Its loss is the backbone's own image-text loss (``Backbone.contrastive_loss``: CLIP's softmax,
+    #: SigLIP's sigmoid), so the model card says which one a run used.
+    backbone_loss: bool = False
 
     def __post_init__(self):
         if self.attention not in ATTENTION_KINDS:
