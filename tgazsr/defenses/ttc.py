@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..attention import wide
 from ..errors import UserError
 from ..limits import setting
 from .base import DefendedClassifier, DefenseSpec, register_defense
@@ -84,8 +85,9 @@ def step_weights(beta: float, steps: int) -> torch.Tensor:
 
 
 def relative_change(moved: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
-    """||moved - anchor|| / ||anchor|| per row (unnormalized embeddings)."""
-    return (moved.float() - anchor.float()).norm(dim=-1) / anchor.float().norm(dim=-1)
+    """||moved - anchor|| / ||anchor|| per row (unnormalized embeddings), in float32 at least."""
+    moved, anchor = wide(moved), wide(anchor)
+    return (moved - anchor).norm(dim=-1) / anchor.norm(dim=-1)
 
 
 def _math_attention(smooth: bool):
