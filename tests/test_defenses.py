@@ -401,3 +401,15 @@ def test_without_a_defense_the_columns_are_unchanged(eval_world, tmp_path):
     assert row["robust"]["non_adaptive:pgd@8/255"] == plain["datasets"]["saved"]["robust"]["pgd@8/255"]
     assert row["clean_accuracy"] == row["clean_accuracy_undefended"]
     assert os.path.isfile(tmp_path / "none" / "results.jsonl")
+
+
+def test_the_smooth_adaptive_attack_runs_through_the_unrolled_steps_of_ttc(eval_world, tmp_path):
+    args = EvalArguments(model_name_or_path=eval_world["clip_a"], datasets=[eval_world["saved"]], eps=[8.0],
+                         attack_options={"pgd": {"steps": 2}}, max_samples=3, batch_size=3, sanity_samples=0,
+                         plot=False, output_dir=str(tmp_path), defense="ttc", threat_models=["adaptive"],
+                         adaptive_gradient="smooth", eot_draws=1, defense_score_draws=2)
+    results = run_evaluation(args)
+    row = results["datasets"]["saved"]
+    assert set(row["robust"]) == {"adaptive:pgd@8/255"} and row["robust"]["adaptive:pgd@8/255"] <= row["clean_accuracy"]
+    assert results["defense"]["adaptive_gradient"] == "smooth" and results["defense"]["score_draws"] == 2
+    assert row["sanity"]["attack_raised_loss"]["adaptive:pgd@8/255"] > 0
