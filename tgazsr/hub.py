@@ -70,7 +70,13 @@ def _attack_text(results: dict) -> str:
         else:
             parts.append(f"{name.upper()}-{cfg.get('steps', '')}".rstrip("-"))
     samples = settings.get("max_samples")
-    return ", ".join(parts) + (f"; first {samples} samples per dataset" if samples else "; all test samples")
+    text = ", ".join(parts) + (f"; first {samples} samples per dataset" if samples else "; all test samples")
+    defense = results.get("defense") or {}
+    if defense.get("name", "none") != "none" or results.get("threat_models"):
+        from .evaluation.reports import threat_model_text
+
+        text += ". " + threat_model_text(results).rstrip(".")
+    return text
 
 
 def _eval_results(results: dict | None) -> list[EvalResult]:

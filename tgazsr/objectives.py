@@ -57,6 +57,25 @@ class AttackTarget:
 Builder = Callable[[torch.nn.Module, AttackTarget], LossFn]
 
 
+class LogitsClassifier(torch.nn.Module):
+    """A classifier of ``[0,1]`` images that gives logits only, against its own class embeddings
+    (a test-time defense, ``tgazsr.defenses``). The objectives that read logits (``ce``, ``margin``)
+    call its ``classify``; those that need image embeddings refuse it."""
+
+    text_embeds: torch.Tensor
+
+    def classify(self, pixel_values: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+        if text_embeds is not self.text_embeds and not torch.equal(text_embeds.to(self.text_embeds), self.text_embeds):
+            raise ValueError("A defended classifier scores against the class embeddings it was built with.")
+        return self(pixel_values)
+
+
+def _needs_embeddings(model, name: str) -> None:
+    if isinstance(model, LogitsClassifier):
+        raise ValueError(f"The {name} objective needs image embeddings; a defended classifier gives logits only. "
+                         "Attack it with the ce or margin objective.")
+
+
 @dataclass(frozen=True)
 class Objective:
     """An attack objective: ``build(model, target)`` gives images -> losses. ``reads_reference``:
@@ -97,6 +116,10 @@ def objective_loss(name: str, model, target: AttackTarget) -> LossFn:
 def _logits(model, x: torch.Tensor, target: AttackTarget) -> torch.Tensor:
     if target.text_embeds is None:
         raise ValueError("This attack objective needs class text embeddings.")
+    if isinstance(model, LogitsClassifier):
+        if not target.scale:
+            raise ValueError("A defended classifier gives scaled logits only; attack it with scale=True.")
+        return model.classify(x, target.text_embeds)
     return model.logits(model(x).embeds, target.text_embeds, scale=target.scale)
 
 
@@ -112,6 +135,7 @@ def _margin(model, target: AttackTarget) -> LossFn:
 
 @register_objective("contrastive")
 def _contrastive(model, target: AttackTarget) -> LossFn:
+    _needs_embeddings(model, "contrastive")
     if target.text_embeds is None:
         raise ValueError("The contrastive objective needs class text embeddings.")
     text = target.text_embeds[target.labels]
@@ -120,6 +144,7 @@ def _contrastive(model, target: AttackTarget) -> LossFn:
 
 @register_objective("fare", reads_reference=True)
 def _fare(model, target: AttackTarget) -> LossFn:
+    _needs_embeddings(model, "fare")
     if target.reference_embeds is None:
         raise ValueError("The fare objective needs the frozen model's clean embeddings (reference_embeds).")
     return lambda x: losses.embedding_l2(model(x).embeds, target.reference_embeds, reduce=False)

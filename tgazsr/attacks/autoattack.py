@@ -21,6 +21,9 @@ AUTOATTACK_VERSIONS: dict[str, tuple[str, ...]] = {
     "fare": ("apgd-ce", "apgd-t"),  # FARE / CLIP_benchmark's robust evaluation
     "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),  # AutoAttack's standard version
     "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
+    # AutoAttack's version for randomized defenses: APGD-CE and APGD-DLR with EOT (AutoAttack's own
+    # 20 draws per gradient; here the run's eot_draws)
+    "rand": ("apgd-ce", "apgd-dlr"),
 }
 AUTOATTACK_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
 
@@ -81,6 +84,7 @@ def autoattack(
     square_queries: int = 5000,
     seed: int = 0,
     num_classes: int | None = None,
+    eot_iter: int = 1,
 ) -> torch.Tensor:
     """AutoAttack from ``pyautoattack`` on a logits function of [0,1] images; returns adversarial images.
 
@@ -88,7 +92,8 @@ def autoattack(
     classes for APGD-T and FAB-T; Square 5000 queries), whichever attack list is chosen; the
     number of target classes is lowered to C-1 on small label sets, and DLR attacks are dropped
     where the loss is undefined (see ``autoattack_plan``). Samples that are misclassified clean
-    are not attacked (returned unchanged), as AutoAttack does.
+    are not attacked (returned unchanged), as AutoAttack does. ``eot_iter``: APGD's gradients per
+    iteration (expectation over a randomized model's draws); FAB and Square take one.
     """
     from pyautoattack import AutoAttack
     from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
@@ -105,11 +110,15 @@ def autoattack(
     plan, n_targets = autoattack_plan(num_classes, version, attacks, n_target_classes)
     aa_norm = {"linf": "Linf", "l2": "L2"}[norm]
     adversary = AutoAttack(model, attacks=plan, device=x.device, eps=eps, norm=aa_norm, seed=seed, version="custom")
-    common = dict(norm=aa_norm, eps=eps, seed=seed, device=x.device, eot_iter=1, rho=0.75, verbose=False)
-    adversary.apgd = APGDAttack(model, n_iter=n_iter, n_restarts=restarts, logger=adversary.logger, **common)
+    common = dict(norm=aa_norm, eps=eps, seed=seed, device=x.device, rho=0.75, verbose=False)
+    adversary.apgd = APGDAttack(model, n_iter=n_iter, n_restarts=restarts, logger=adversary.logger,
+                                eot_iter=eot_iter, **common)
     adversary.apgd_targeted = APGDAttack_targeted(
-        model, n_iter=n_iter, n_restarts=1, n_target_classes=n_targets, logger=adversary.logger, **common
+        model, n_iter=n_iter, n_restarts=1, n_target_classes=n_targets, logger=adversary.logger, eot_iter=eot_iter,
+        **common
     )
+    if eot_iter > 1:
+        adversary.version = "rand"  # a randomized model, attacked with EOT: AutoAttack skips its determinism check
     adversary.fab.n_iter = n_iter
     adversary.fab.n_restarts = restarts
     adversary.fab.n_target_classes = n_targets
@@ -122,7 +131,8 @@ def autoattack(
 @dataclass
 class AutoAttackSettings:
     """AutoAttack's knobs. ``version``: 'tga' (APGD-CE + APGD-DLR, the TGA-ZSR code), 'fare'
-    (APGD-CE + APGD-T), 'standard' (APGD-CE, APGD-T, FAB-T, Square), 'plus', or 'custom'
+    (APGD-CE + APGD-T), 'standard' (APGD-CE, APGD-T, FAB-T, Square), 'plus', 'rand' (APGD-CE +
+    APGD-DLR, AutoAttack's version for randomized defenses, with the run's EOT draws), or 'custom'
     (``attacks``). Target classes are lowered to C-1 on small label sets."""
 
     version: str = "tga"
@@ -142,7 +152,7 @@ def _run_autoattack(model, x, labels, eps, settings: AutoAttackSettings, context
         lambda xa: model.classify(xa, text), x, labels, eps, norm=context.norm, version=settings.version,
         attacks=settings.attacks, n_iter=settings.n_iter, restarts=settings.restarts,
         n_target_classes=settings.n_target_classes, square_queries=settings.square_queries, seed=context.seed,
-        num_classes=context.num_classes or None,
+        num_classes=context.num_classes or None, eot_iter=context.eot_draws,
     )
 
 

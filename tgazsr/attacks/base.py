@@ -32,7 +32,8 @@ class AttackContext:
     norm: the threat model, 'linf' or 'l2'. generators: one CPU generator per sample (random
     starts that do not depend on batching), or None. seed: for attacks that seed themselves.
     num_classes: C. unit: the pixel value of one unit of the attack's step sizes (1/255 for
-    L-inf, 1 for L2).
+    L-inf, 1 for L2). eot_draws: gradients averaged per step (expectation over transformation)
+    when the model under attack draws randomness on each call (a randomized test-time defense).
     """
 
     text_embeds: torch.Tensor
@@ -40,6 +41,7 @@ class AttackContext:
     generators: Sequence[torch.Generator] | None = None
     seed: int = 0
     num_classes: int = 0
+    eot_draws: int = 1
 
     @property
     def unit(self) -> float:

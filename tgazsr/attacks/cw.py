@@ -29,7 +29,7 @@ def _run_cw(model, x, labels, eps, settings: CWSettings, context: AttackContext)
     target = AttackTarget(labels, context.text_embeds, kappa=settings.kappa)
     loss_fn = objective_loss("margin", model, target)
     return pgd(loss_fn, x, eps, settings.step_size * context.unit, settings.steps, "linf",
-               settings.random_start, settings.restarts, context.generators)
+               settings.random_start, settings.restarts, context.generators, context.eot_draws)
 
 
 register_attack(AttackSpec("cw", CWSettings, _run_cw, norms=("linf",), description="CW margin loss, sign steps"))

@@ -80,6 +80,7 @@ def pgd(
     random_start: bool = True,
     restarts: int = 1,
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    eot: int = 1,
 ) -> torch.Tensor:
     """Maximize ``loss_fn(x + delta)`` over ``||delta|| <= eps`` with ``x + delta`` in [0, 1].
 
@@ -87,6 +88,8 @@ def pgd(
     level). With several restarts, each sample keeps the perturbation of highest final loss.
     L-inf steps follow the gradient's sign, L2 steps its normalized direction. ``generator`` is
     one generator for the batch, or a list of one per sample (see ``sample_generators``).
+    ``eot``: gradients per step, summed (expectation over transformation, for a ``loss_fn`` that
+    draws its own randomness on every call: a randomized defense); 1 for a deterministic one.
     """
     if norm not in NORMS:
         raise ValueError(f"Unknown attack norm {norm!r}; choose one of {NORMS}.")
@@ -100,8 +103,11 @@ def pgd(
         for _ in range(steps):
             delta.requires_grad_(True)
             with torch.enable_grad():
-                loss = loss_fn(x + delta)
-                (grad,) = torch.autograd.grad(loss.sum(), delta)
+                grad = None
+                for _ in range(max(1, eot)):
+                    loss = loss_fn(x + delta)
+                    (g,) = torch.autograd.grad(loss.sum(), delta)
+                    grad = g if grad is None else grad + g
             with torch.no_grad():
                 if norm == "linf":
                     step = step_size * grad.sign()
@@ -138,7 +144,7 @@ class PGDSettings:
 def _run_pgd(model, x, labels, eps, settings: PGDSettings, context: AttackContext) -> torch.Tensor:
     loss_fn = objective_loss(settings.objective, model, AttackTarget(labels, context.text_embeds))
     return pgd(loss_fn, x, eps, settings.step_size * context.unit, settings.steps, context.norm,
-               settings.random_start, settings.restarts, context.generators)
+               settings.random_start, settings.restarts, context.generators, context.eot_draws)
 
 
 register_attack(AttackSpec("pgd", PGDSettings, _run_pgd, description="PGD (L-inf sign steps or L2 steps)"))

@@ -17,7 +17,7 @@ from .after_training import end_of_training_check, evaluate_after_training, trai
 from .arguments import DEFAULT_TEMPLATE, EvalArguments, parse_eval_args
 from .cache import HARNESS_VERSION, UNKEYED_FIELDS, keyed_settings
 from .datasets import DatasetUnavailable, EvalDataset, ResolvedEntry, prepare_dataset, resolve_entries, resolve_entry
-from .harness import ROBUST_DEFINITION, AttackPlan, evaluate_dataset, run_evaluation, score_batch
+from .harness import ROBUST_DEFINITION, AttackPlan, DefensePlan, evaluate_dataset, run_evaluation, score_batch
 from .model import NonFiniteError, load_model, load_tokenizer, model_fingerprint
 from .reports import averages, comparison_markdown, result_key, results_markdown, write_reports
 
@@ -27,6 +27,7 @@ __all__ = [
     "ROBUST_DEFINITION",
     "UNKEYED_FIELDS",
     "AttackPlan",
+    "DefensePlan",
     "DatasetUnavailable",
     "EvalArguments",
     "EvalDataset",

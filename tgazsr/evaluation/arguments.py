@@ -1,9 +1,12 @@
-"""Every knob of the evaluation harness, and the recipe parser that adds each attack's flags.
+"""Every knob of the evaluation harness, and the recipe parser that adds each attack's and each
+defense's flags.
 
 Attack settings live with their attack (``tgazsr.attacks``): the parser turns each registered
 attack's settings dataclass into flat flags ``--<attack>_<field>`` (``--pgd_steps 100``,
 ``--autoattack_version fare``), and the harness reads them from ``attack_options``
-(``{"pgd": {"steps": 100}}``), which is also how code passes them.
+(``{"pgd": {"steps": 100}}``), which is also how code passes them. Test-time defenses
+(``tgazsr.defenses``) get theirs the same way: ``--<defense>_<field>`` (``--ttc_steps 2``) and
+``defense_options`` (``{"ttc": {"steps": 2}}``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Sequence
 from ..attacks import ATTACKS, get_attack, make_settings
 from ..attacks.base import NORMS
 from ..data.benchmark import PROTOCOLS
+from ..defenses import DEFENSES, GRADIENTS, THREAT_MODELS, get_defense, make_defense_settings
 from ..data.order import SAMPLE_ORDERS
 from ..data.registry import DEFAULT_TEMPLATE
 from ..errors import budget_unit_problem
@@ -134,6 +138,56 @@ class EvalArguments:
             "(--pgd_steps 10) set the same."
         },
     )
+    defense: str = field(
+        default="none",
+        metadata={"help": f"Test-time defense around the model, among the registered ones ({', '.join(DEFENSES)}): "
+                  "every prediction, clean and attacked, is the defended classifier's (docs/evaluation.md)."},
+    )
+    defense_options: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Settings of the defense as JSON, e.g. '{\"ttc\": {\"steps\": 2}}'; the flags --<defense>_<field> "
+            "(--ttc_steps 2) set the same."
+        },
+    )
+    threat_models: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "With a defense: 'non_adaptive' (adversarial images made on the undefended model, then the "
+            "defense runs: TTC's protocol) and/or 'adaptive' (the attack sees the whole defended classifier). "
+            "Default: both when --defense is set; a sample is robust only if it survives every attack under every "
+            "threat model run."
+        },
+    )
+    adaptive_gradient: str = field(
+        default="bpda",
+        metadata={
+            "help": "How the adaptive attack's gradients pass through the defense: 'bpda' (non-differentiable or "
+            "detached steps passed straight through: the identity on the backward pass), 'exact' (plain autograd, "
+            "zero through piecewise constant steps) or 'smooth' (smooth surrogates on the backward pass, through "
+            "the unrolled steps; TTC only)."
+        },
+    )
+    adaptive_temperature: float = field(
+        default=0.1, metadata={"help": "Temperature of the 'smooth' surrogates (tanh and sigmoid), relative to the "
+                               "scale of what they smooth."},
+    )
+    eot_draws: int = field(
+        default=4,
+        metadata={"help": "Adaptive attack on a randomized defense: gradients averaged per attack step over this many "
+                  "draws of the defense's randomness (EOT; AutoAttack's APGD as its eot_iter)."},
+    )
+    defense_score_draws: int = field(
+        default=1,
+        metadata={"help": "A randomized defense scores each image (clean and adversarial) under this many draws; it "
+                  "counts as correct only if every draw classifies it correctly."},
+    )
+    attention_shift: bool = field(
+        default=False,
+        metadata={"help": "Report per dataset and robust column the mean L2 distance between the model's "
+                  "text-guided attention map for the true class on the clean and on the adversarial image, over the "
+                  "samples that column attacked."},
+    )
     eps: list[float] = field(
         default_factory=lambda: [1.0],
         metadata={"help": "Attack budgets, one or several, in units of 1/255 (L-inf); absolute L2 radii for norm l2."},
@@ -192,6 +246,8 @@ class EvalArguments:
             self.attacks = [self.attacks]
         if isinstance(self.eps, (int, float)):
             self.eps = [float(self.eps)]
+        if isinstance(self.threat_models, str):
+            self.threat_models = [self.threat_models]
         raise_problems(limit_problems(self))  # declared limits (tgazsr.limits) before the checks below
         self.attacks = list(dict.fromkeys(self.attacks))
         for name in self.attacks:
@@ -204,6 +260,17 @@ class EvalArguments:
         self.attack_options = {k: dict(v) for k, v in (self.attack_options or {}).items()}
         for name, options in self.attack_options.items():
             make_settings(name, options)  # unknown attacks or settings are errors now
+        get_defense(self.defense)  # an unknown defense is an error naming the closest registered ones
+        if isinstance(self.defense_options, str):
+            try:
+                self.defense_options = json.loads(self.defense_options) if self.defense_options.strip() else None
+            except ValueError as err:
+                raise ValueError(f"defense_options must be JSON, e.g. '{{\"ttc\": {{\"steps\": 2}}}}': {err}") from None
+        self.defense_options = {k: dict(v) for k, v in (self.defense_options or {}).items()}
+        for name, options in self.defense_options.items():
+            make_defense_settings(name, options)  # unknown defenses or settings are errors now
+        if self.threat_models is not None:
+            self.threat_models = list(dict.fromkeys(self.threat_models))
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}.")
         if self.norm not in NORMS:
@@ -272,7 +339,39 @@ class EvalArguments:
                 problem = budget_unit_problem(f"{name}_step_size", float(step), override=override)
                 if problem:
                     problems.append(problem)
+        others = [name for name, options in self.defense_options.items() if options and name != self.defense]
+        if others:
+            problems.append(
+                f"Settings are given for the {', '.join(others)} defense, but --defense is {self.defense!r}: pass "
+                f"--defense {others[0]}, or drop its settings."
+            )
+        if self.threat_models is not None and not self.threat_models:
+            problems.append("threat_models is empty: name non_adaptive and/or adaptive, or leave it unset.")
+        spec = get_defense(self.defense)
+        defense_settings = self.defense_settings()
+        for key in ("eps", "step_size"):
+            value = getattr(defense_settings, key, None)
+            if linf and isinstance(value, (int, float)) and not self.allow_extreme_budget:
+                problem = budget_unit_problem(f"{self.defense}_{key}", float(value), override=override)
+                if problem:
+                    problems.append(problem)
+        if self.adaptive_gradient not in spec.gradients:
+            problems.append(
+                f"adaptive_gradient = {self.adaptive_gradient!r}: the {self.defense} defense has no such gradient; "
+                f"choose one of {', '.join(spec.gradients)}."
+            )
         return problems
+
+    @property
+    def threats(self) -> list[str]:
+        """The threat models run: none without a defense; both by default with one."""
+        if self.threat_models:
+            return list(self.threat_models)
+        return list(THREAT_MODELS) if self.defense != "none" else []
+
+    def defense_settings(self):
+        """The settings dataclass of the defense: its defaults, then ``defense_options[defense]``."""
+        return make_defense_settings(self.defense, self.defense_options.get(self.defense))
 
     def attack_settings(self, name: str):
         """The settings dataclass of attack ``name``: its defaults, then ``attack_options[name]``."""
@@ -283,20 +382,30 @@ class EvalArguments:
         return self.sanity_eps if self.sanity_eps is not None else SANITY_EPS[self.norm]
 
 
+def _settings_owners():
+    """(kind, name, spec) of every registered attack and defense: each gets ``--<name>_<field>`` flags."""
+    return [("attack", n, s) for n, s in ATTACKS.items()] + [("defense", n, s) for n, s in DEFENSES.items()]
+
+
 def attack_flag_arguments() -> type:
-    """A dataclass of flat flags ``<attack>_<field>`` for every registered attack (default: unset),
-    each with the limits its settings field declares."""
-    fields = []
-    for name, spec in ATTACKS.items():
+    """A dataclass of flat flags ``<name>_<field>`` for every registered attack and defense (default:
+    unset), each with the limits its settings field declares."""
+    fields, owner = [], {}
+    for kind, name, spec in _settings_owners():
         hints = typing.get_type_hints(spec.settings)
         for f in dataclasses.fields(spec.settings):
+            flag = f"{name}_{f.name}"
+            if flag in owner:
+                raise ValueError(f"The flag --{flag} belongs to two settings ({owner[flag]} and {kind} {name}).")
+            owner[flag] = f"{kind} {name}"
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             ftype = hints[f.name]
-            help_text = f"{name}: {f.name} (default {default!r}). {spec.description}"
+            text = f.metadata.get("help") or spec.description
+            help_text = f"{name}: {f.name} (default {default!r}). {text}"
             metadata = {"help": help_text}
             if limits_of(f) is not None:
                 metadata["limits"] = limits_of(f)
-            fields.append((f"{name}_{f.name}", ftype | None if type(None) not in typing.get_args(ftype) else ftype,
+            fields.append((flag, ftype | None if type(None) not in typing.get_args(ftype) else ftype,
                            field(default=None, metadata=metadata)))
     return with_limits_in_help(dataclasses.make_dataclass("AttackFlags", fields))
 
@@ -307,13 +416,14 @@ def parse_eval_args(argv: Sequence[str] | None = None) -> EvalArguments:
 
     flags_type = attack_flag_arguments()
     args, flags = parse_recipe((EvalArguments, flags_type), argv)
-    options = {k: dict(v) for k, v in (args.attack_options or {}).items()}
-    for name, spec in ATTACKS.items():
+    options = {"attack": {k: dict(v) for k, v in (args.attack_options or {}).items()},
+               "defense": {k: dict(v) for k, v in (args.defense_options or {}).items()}}
+    for kind, name, spec in _settings_owners():
         for f in dataclasses.fields(spec.settings):
             value = getattr(flags, f"{name}_{f.name}")
             if value is not None:
-                options.setdefault(name, {})[f.name] = value
-    args.attack_options = options
+                options[kind].setdefault(name, {})[f.name] = value
+    args.attack_options, args.defense_options = options["attack"], options["defense"]
     with refused_settings([f.name for f in dataclasses.fields(args)] + [f.name for f in dataclasses.fields(flags)]):
         args.__post_init__()  # again, with the attack flags merged in
     return args
@@ -329,5 +439,8 @@ declare_limits(
     sample_order=Limits(choices=tuple(SAMPLE_ORDERS)), eps=Limits(ge=0), norm=Limits(choices=NORMS),
     sanity_samples=Limits(ge=0, hint="Set N >= 1 samples for the sanity checks, or 0 to skip them."), sanity_eps=Limits(gt=0), sanity_steps=Limits(ge=1),
     sanity_max_robust=Limits(ge=0, le=1), batch_size=Limits(ge=1), num_workers=Limits(ge=0), seed=Limits(ge=0),
+    threat_models=Limits(choices=THREAT_MODELS), adaptive_gradient=Limits(choices=GRADIENTS),
+    adaptive_temperature=Limits(gt=0), eot_draws=Limits(ge=1), defense_score_draws=Limits(ge=1),
+    attention_shift=Limits(),
 )
 with_limits_in_help(EvalArguments)

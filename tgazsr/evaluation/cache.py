@@ -1,7 +1,8 @@
 """The result cache: one file per finished dataset, keyed by everything that can change a number.
 
 The key is a hash of every field of ``EvalArguments`` except those in :data:`UNKEYED_FIELDS`,
-with each attack's settings resolved (defaults included), plus the weights fingerprint, the
+with each attack's and the defense's settings resolved (defaults included), the threat models
+that run, what the defense loaded (TTC's tau model fingerprint), plus the weights fingerprint, the
 dataset's identity and data fingerprint, the prompt token ids, the pixel normalization, the
 image size, the device type and the harness version. A rerun reuses a dataset only when all of
 these are equal; ``--overwrite`` recomputes regardless.
@@ -36,6 +37,8 @@ UNKEYED_FIELDS: dict[str, str] = {
     "datasets": "each dataset is keyed by its own identity and data fingerprint",
     "data_dir": "each dataset is keyed by its own identity and data fingerprint",
     "attack_options": "replaced by the resolved settings of the attacks that run",
+    "defense_options": "replaced by the resolved settings of the defense",
+    "threat_models": "replaced by the threat models that run (both by default with a defense)",
     "check_data": "a data check computes no number",
     "allow_extreme_budget": "it lets a budget through the input check; the budgets themselves are keyed",
     "skip_unreadable_images": "it leaves unreadable images out; the data fingerprint of what is left is keyed",
@@ -51,6 +54,8 @@ def keyed_settings(args: EvalArguments) -> dict:
     out = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.name not in UNKEYED_FIELDS}
     out["eps"] = sorted(set(float(e) for e in args.eps))
     out["attack_settings"] = {a: settings_dict(args.attack_settings(a)) for a in args.attacks}
+    out["defense_settings"] = settings_dict(args.defense_settings())
+    out["threats"] = args.threats
     if any(not get_attack(a).batch_invariant for a in args.attacks):
         out["batch_size"] = args.batch_size
     return out
@@ -65,12 +70,17 @@ def prompt_token_ids(tokenizer, class_names: Sequence[str], templates: Sequence[
 
 
 def dataset_key(args: EvalArguments, model_fingerprint: str, data_identity: dict, prompt_ids: list,
-                normalization, image_size: int, device_type: str) -> str:
-    return hash_json({
+                normalization, image_size: int, device_type: str, defense_identity: dict | None = None) -> str:
+    """``defense_identity``: what the defense loaded (the fingerprint of TTC's tau model), when it loaded
+    something."""
+    content = {
         "harness": HARNESS_VERSION, "settings": keyed_settings(args), "model": model_fingerprint,
         "data": data_identity, "prompts": hash_json(prompt_ids), "normalization": normalization,
         "image_size": image_size, "device_type": device_type,
-    })
+    }
+    if defense_identity:
+        content["defense"] = defense_identity
+    return hash_json(content)
 
 
 def finished_path(output_dir: str, name: str, key: str) -> str:

@@ -37,9 +37,38 @@ def eps_label(eps: float, norm: str = "linf") -> str:
     return f"{text}/255" if norm == "linf" else f"l2={text}"
 
 
-def result_key(attack: str, eps: float, norm: str = "linf") -> str:
-    """The column name of one attack at one budget, e.g. 'pgd@1/255'."""
-    return f"{attack}@{eps_label(eps, norm)}"
+def result_key(attack: str, eps: float, norm: str = "linf", threat: str | None = None) -> str:
+    """The column name of one attack at one budget, e.g. 'pgd@1/255'; under a threat model of a
+    test-time defense, e.g. 'adaptive:pgd@1/255'."""
+    return (f"{threat}:" if threat else "") + f"{attack}@{eps_label(eps, norm)}"
+
+
+THREAT_MODEL_TEXT = {
+    "non_adaptive": "non_adaptive: the adversarial images are made on the undefended model, then the defense runs "
+                    "(an upper bound on robustness)",
+    "adaptive": "adaptive: the attack sees the whole defended classifier (gradients through the defense, EOT over "
+                "its randomness)",
+}
+
+
+def threat_model_text(results: dict) -> str:
+    """The defense and threat models of a results dict, in one sentence."""
+    defense = results.get("defense") or {}
+    name = defense.get("name", "none")
+    threats = results.get("threat_models") or defense.get("threat_models") or []
+    if name == "none" and not threats:
+        return "Threat model: white-box attacks on the model itself (no test-time defense)."
+    parts = [f"Test-time defense: `{name}`"]
+    if defense.get("settings"):
+        parts[0] += " (" + ", ".join(f"{k} {v}" for k, v in defense["settings"].items() if v is not None) + ")"
+    detail = []
+    if "adaptive" in threats:
+        detail.append(f"adaptive gradient `{defense.get('adaptive_gradient')}`, EOT draws {defense.get('eot_draws')}")
+    if defense.get("random"):
+        detail.append(f"each prediction scored under {defense.get('score_draws')} draw(s), correct only if correct "
+                      "under every draw")
+    return (parts[0] + ". Threat models: " + "; ".join(THREAT_MODEL_TEXT.get(t, t) for t in threats)
+            + (f" ({'; '.join(detail)})" if detail else "") + ".")
 
 
 def averages(per_dataset: dict[str, dict]) -> dict:
@@ -48,11 +77,18 @@ def averages(per_dataset: dict[str, dict]) -> dict:
     if not rows:
         return {"num_datasets": 0}
     keys = [k for k in rows[0].get("robust", {}) if all(k in r.get("robust", {}) for r in rows)]
-    return {
+    out = {
         "num_datasets": len(rows),
         "clean_accuracy": sum(r["clean_accuracy"] for r in rows) / len(rows),
         "robust": {k: sum(r["robust"][k] for r in rows) / len(rows) for k in keys},
     }
+    if all(r.get("clean_accuracy_undefended") is not None for r in rows):
+        out["clean_accuracy_undefended"] = sum(r["clean_accuracy_undefended"] for r in rows) / len(rows)
+    shift_keys = [k for k in (rows[0].get("attention_shift") or {}) if all(k in (r.get("attention_shift") or {})
+                                                                        for r in rows)]
+    if shift_keys:
+        out["attention_shift"] = {k: sum(r["attention_shift"][k] for r in rows) / len(rows) for k in shift_keys}
+    return out
 
 
 def _pct(value) -> str:
@@ -73,7 +109,9 @@ def results_markdown(results: dict) -> str:
         f"Top-1 accuracy (%) on {_which_samples(settings)} of each dataset. "
         f"Attacks: {', '.join(settings.get('attacks', []))}; budgets in units of 1/255 (L-inf) unless noted. "
         "A sample is robust only if it is classified correctly clean and after every attack of the run "
-        "(per-sample worst case).",
+        "(per-sample worst case" + (", under every threat model" if results.get("threat_models") else "") + ").",
+        "",
+        threat_model_text(results),
         "",
     ]
     if names:
@@ -83,7 +121,18 @@ def results_markdown(results: dict) -> str:
             cells = [_pct(per[n]["robust"].get(key)) for n in names]
             lines.append(f"| robust {key} | " + " | ".join(cells) + f" | {_pct(avg.get('robust', {}).get(key))} |")
         cells = [_pct(per[n]["clean_accuracy"]) for n in names]
-        lines.append("| clean | " + " | ".join(cells) + f" | {_pct(avg.get('clean_accuracy'))} |")
+        defended = any(per[n].get("clean_accuracy_undefended") is not None for n in names)
+        lines.append(f"| clean{' (defended)' if defended else ''} | " + " | ".join(cells)
+                     + f" | {_pct(avg.get('clean_accuracy'))} |")
+        if defended:
+            cells = [_pct(per[n].get("clean_accuracy_undefended")) for n in names]
+            lines.append("| clean (undefended) | " + " | ".join(cells)
+                         + f" | {_pct(avg.get('clean_accuracy_undefended'))} |")
+        shift_keys = list(dict.fromkeys(k for r in per.values() for k in (r.get("attention_shift") or {})))
+        for key in shift_keys:
+            cells = [_num3((per[n].get("attention_shift") or {}).get(key)) for n in names]
+            lines.append(f"| attention shift {key} | " + " | ".join(cells)
+                         + f" | {_num3((avg.get('attention_shift') or {}).get(key))} |")
         lines += ["", "| dataset | samples | classes | clean | " + " | ".join(keys) + " | seconds |",
                   "|---" * (len(keys) + 5) + "|"]
         for n in names:
@@ -94,6 +143,9 @@ def results_markdown(results: dict) -> str:
                 + f" | {r.get('seconds', 0):.1f} |"
             )
     sanity = [(per[n].get("display_name", n), per[n].get("sanity")) for n in names if per[n].get("sanity")]
+    if any((per[n].get("attention_shift") or {}) for n in names):
+        lines += ["", "Attention shift: the mean L2 distance between the model's text-guided attention maps (true "
+                  "class) of the clean and the adversarial image, over the samples each column attacked.", ""]
     if sanity:
         lines += ["", "## Sanity checks", ""]
         for head, record in sanity:
@@ -111,6 +163,10 @@ def results_markdown(results: dict) -> str:
     lines += ["", f"Model weights fingerprint: `{results.get('model_fingerprint')}`; "
               f"tgazsr evaluation harness v{HARNESS_VERSION}.", ""]
     return "\n".join(lines)
+
+
+def _num3(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 def _which_samples(settings: dict) -> str:
@@ -222,12 +278,18 @@ def export_rows(results: dict) -> list[dict]:
     rows = []
     for name, r in (results.get("datasets") or {}).items():
         metrics = {"acc1": r.get("clean_accuracy")}
+        if r.get("clean_accuracy_undefended") is not None:
+            metrics["acc1_undefended"] = r["clean_accuracy_undefended"]
         metrics.update({f"robust_acc1@{k}": v for k, v in (r.get("robust") or {}).items()})
+        metrics.update({f"attention_shift@{k}": v for k, v in (r.get("attention_shift") or {}).items()})
+        defense = results.get("defense") or {}
         rows.append({
             "dataset": name, "model": results.get("model"), "model_fingerprint": results.get("model_fingerprint"),
             "task": "zeroshot_classification", "protocol": results.get("protocol"), "split": r.get("split"),
             "num_samples": r.get("num_samples"), "metrics": metrics,
             "attack_settings": (results.get("settings") or {}).get("attack_settings"),
+            "defense": defense.get("name", "none"), "defense_settings": defense.get("settings"),
+            "threat_models": results.get("threat_models") or [],
         })
     return rows
 
@@ -289,6 +351,11 @@ def sanity_line(record: dict) -> str:
     if raised:
         low = min(raised.values())
         parts.append(f"attacks raised the margin on at least {100 * low:.0f}% of attacked samples")
+    clean = record.get("clean_accuracy")
+    if clean and clean.get("undefended") is not None:
+        parts.append(f"clean {100 * clean['defended']:.1f}% defended, {100 * clean['undefended']:.1f}% undefended")
+    if record.get("flags"):
+        parts.append("**FLAG**: " + "; ".join(record["flags"]))
     return "; ".join(parts) + "."
 
 

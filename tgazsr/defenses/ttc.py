@@ -1,0 +1,241 @@
+"""TTC, test-time counterattacks (Xing, Zhao, Sebe, CVPR 2025, https://arxiv.org/abs/2503.03613),
+as its released code computes it (METHOD.md, "TTC, as its released code computes it").
+
+Each image X, clean or attacked, is replaced by X + Delta(X) before zero-shot classification:
+
+1. a random start d0 ~ U[-eps, eps] per pixel, clamped so that X + d0 stays in [0, 1];
+2. tau = ||g(X + d0) - g(X)|| / ||g(X)|| per image, with unnormalized embeddings; g is the victim
+   itself, or the original CLIP when the victim is fine-tuned (``tau_reference``);
+3. K steps of sign ascent on sum_b ||f(X_b + d_b) - f(X_b)||^2 (f the victim, unnormalized
+   embeddings, the anchor f(X) under no_grad): d <- clip_[-eps,eps](d + a sign(grad)), then a clamp
+   that keeps X + d in [0, 1]; d0, d1, ..., dK are kept;
+4. tau < tau_thres: Delta = sum_k w_k d_k with w_k = exp(beta k) / sum_j exp(beta j); otherwise
+   (a tie included) Delta = d0, the random noise alone (a hard switch);
+5. the victim scores X + Delta (not clamped again: a convex combination of in-range steps).
+
+Defaults are TTC.sh's: eps 4/255, step 1/255, K = 2, beta 2, tau_thres 0.2.
+
+Gradients for an adaptive attack (``--adaptive_gradient``): ``bpda`` holds Delta fixed on the
+backward pass (the released code builds Delta from detached copies: BPDA with the identity);
+``exact`` differentiates the computation as it is (the sign steps and the switch have zero
+gradient; only the [0, 1] clamps pass one); ``smooth`` keeps the forward values and differentiates
+surrogates on the backward pass: sign(g) as tanh(g / (t max|g|)), the switch as
+sigmoid((tau_thres - tau) / (t tau_thres)), through the K unrolled steps with second-order terms
+through the model, the anchor f(X) and tau moving with X.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+
+from ..attacks.base import in_pixels
+from ..attention import wide
+from ..errors import UserError
+from ..limits import setting
+from .base import DefendedClassifier, DefenseSpec, register_defense
+
+logger = logging.getLogger("tgazsr.defenses")
+
+TTC_PAPER = "https://arxiv.org/abs/2503.03613"
+TAU_REFERENCES = ("auto", "victim", "base")
+
+
+class TauReferenceError(ValueError, UserError):
+    """A base model for TTC's tau that is asked for and not known, or that cannot be loaded."""
+
+
+@dataclass
+class TTCSettings:
+    """TTC's counterattack (TTC.sh's defaults); budgets in units of 1/255."""
+
+    eps: float = setting(4.0, "TTC: counterattack budget, units of 1/255 (TTC.sh: 4).", ge=0)
+    step_size: float = setting(1.0, "TTC: counterattack step a, units of 1/255 (TTC.sh: 1).", ge=0)
+    steps: int = setting(2, "TTC: counterattack steps K (TTC.sh: 2; 0 is the random start alone).", ge=0)
+    beta: float = setting(2.0, "TTC: weights exp(beta k) of the steps d_k (TTC.sh: 2).", ge=0)
+    tau_thres: float = setting(
+        0.2, "TTC: the counterattack steps are used when tau < tau_thres, the random start alone otherwise "
+        "(TTC.sh: 0.2).", ge=0)
+    tau_reference: str = setting(
+        "auto", "TTC: which encoder measures tau: 'victim' (the model itself), 'base' (the original CLIP the "
+        "victim was fine-tuned from: base_model_name_or_path, else the base the checkpoint records in "
+        "tgazsr_recipe.json or conversion.json), or 'auto' (base when one is named or recorded, else the victim).",
+        choices=TAU_REFERENCES)
+    base_model_name_or_path: str | None = setting(
+        None, "TTC: the original CLIP (folder or Hub id) that measures tau for a fine-tuned victim.")
+
+
+def _sign(grad: torch.Tensor, smooth: bool, temperature: float) -> torch.Tensor:
+    """sign(grad); under ``smooth`` its backward pass is tanh(grad / (t max|grad|)) per sample's."""
+    hard = grad.sign()
+    if not smooth:
+        return hard
+    scale = grad.detach().flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, *([1] * (grad.dim() - 1)))
+    soft = torch.tanh(grad / (temperature * scale))
+    return hard.detach() + (soft - soft.detach())
+
+
+def step_weights(beta: float, steps: int) -> torch.Tensor:
+    """w_k = exp(beta k) / sum_j exp(beta j), k = 0..K."""
+    return torch.softmax(beta * torch.arange(steps + 1, dtype=torch.float64), 0)
+
+
+def relative_change(moved: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """||moved - anchor|| / ||anchor|| per row (unnormalized embeddings), in float32 at least."""
+    moved, anchor = wide(moved), wide(anchor)
+    return (moved - anchor).norm(dim=-1) / anchor.norm(dim=-1)
+
+
+def _math_attention(smooth: bool):
+    """Second-order gradients need an attention kernel with a double backward (the math one)."""
+    if not smooth:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
+
+
+def counterattack(encode, x: torch.Tensor, noise: torch.Tensor, settings: TTCSettings, tau_encode=None,
+                  gradient: str = "bpda", temperature: float = 0.1, parts: dict | None = None) -> torch.Tensor:
+    """Delta(X) of TTC (the module's steps 1 to 4). ``encode``: images -> the victim's unnormalized
+    embeddings; ``noise``: U[-eps, eps] draws of ``x``'s shape (pixel units); ``tau_encode``: the
+    encoder g of tau when it is not the victim. ``parts`` (a dict) receives d0..dK, tau and the
+    weights used, for tests."""
+    eps, a, steps = in_pixels(settings.eps), in_pixels(settings.step_size), settings.steps
+    smooth, track = gradient == "smooth", gradient != "bpda"
+    xin = x if track else x.detach()
+    if eps <= 0:
+        return torch.zeros_like(x)
+    d0 = (xin + noise.to(x)).clamp(0, 1) - xin
+    if not track:
+        d0 = d0.detach()
+    if parts is not None:
+        parts["d"] = [d0.detach()]
+    if steps == 0:
+        return d0
+    ds, d, tau = [d0], d0, None
+    with torch.enable_grad(), _math_attention(smooth):
+        with (contextlib.nullcontext() if smooth else torch.no_grad()):
+            anchor = encode(xin)
+        for k in range(1, steps + 1):
+            leaf = d if (smooth and d.requires_grad) else d.detach().requires_grad_(True)
+            emb = encode(xin + leaf)
+            if k == 1 and tau_encode is None:  # g = f, measured at the counterattack's step 0
+                tau = relative_change(emb if smooth else emb.detach(), anchor)
+            loss = ((emb - anchor) ** 2).sum()
+            (grad,) = torch.autograd.grad(loss, leaf, create_graph=smooth)
+            d = (d + a * _sign(grad, smooth, temperature)).clamp(-eps, eps)
+            d = (xin + d).clamp(0, 1) - xin
+            if not track:
+                d = d.detach()
+            ds.append(d)
+        if tau_encode is not None:
+            with (contextlib.nullcontext() if smooth else torch.no_grad()):
+                tau = relative_change(tau_encode(xin + d0), tau_encode(xin))
+    weights = step_weights(settings.beta, steps).to(device=x.device, dtype=x.dtype)
+    weighted = sum(w * dk for w, dk in zip(weights, ds))
+    use_steps = tau < settings.tau_thres  # a tie falls back to the random start
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    if smooth:
+        soft = torch.sigmoid((settings.tau_thres - tau) / (temperature * max(settings.tau_thres, 1e-12)))
+        m = (use_steps.to(x.dtype) + (soft - soft.detach()).to(x.dtype)).view(shape)
+        delta = m * weighted + (1 - m) * d0
+    else:
+        delta = torch.where(use_steps.view(shape), weighted, d0)
+    if parts is not None:
+        parts.update(d=[dk.detach() for dk in ds], tau=tau.detach(), use_steps=use_steps, weights=weights)
+    return delta if track else delta.detach()
+
+
+class TTCDefense(DefendedClassifier):
+    """The victim scoring X + Delta(X)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s, ctx = self.settings, self.context
+        noise = self.uniform(x, in_pixels(s.eps)) if s.eps > 0 else torch.zeros_like(x)
+        reference = ctx.resources.encoder if ctx.resources is not None else None
+        tau_encode = (lambda z: reference(z).embeds) if reference is not None else None
+        delta = counterattack(lambda z: self.model(z).embeds, x, noise, s, tau_encode, ctx.gradient, ctx.temperature)
+        return self.undefended(x + delta)
+
+
+@dataclass
+class TauReference:
+    """The encoder of tau (None: the victim) and what names it in the results."""
+
+    encoder: object | None
+    reference: str  # 'victim' or 'base'
+    model: str | None = None
+    fingerprint: str | None = None
+
+
+def recorded_base_model(model_name_or_path: str | None) -> str | None:
+    """The base model a checkpoint folder records (tgazsr.train's tgazsr_recipe.json, tgazsr.convert's
+    conversion.json) when it names one that can be found: a local folder or a Hub id ``org/name``."""
+    if not model_name_or_path or not os.path.isdir(model_name_or_path):
+        return None
+    for name, key in (("tgazsr_recipe.json", "model_name_or_path"), ("conversion.json", "base_model")):
+        path = os.path.join(model_name_or_path, name)
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                value = json.load(f).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, str) and value and (os.path.isdir(value) or value.count("/") == 1):
+            if os.path.abspath(value) != os.path.abspath(model_name_or_path):
+                return value
+    return None
+
+
+def prepare_tau(model, settings, args) -> TauReference:
+    """Resolve ``tau_reference`` once per run, loading the base model when it measures tau."""
+    victim = getattr(args, "model_name_or_path", None)
+    base = settings.base_model_name_or_path
+    if settings.tau_reference == "victim":
+        return TauReference(None, "victim")
+    if base is None:
+        base = recorded_base_model(victim)
+    if base is None:
+        if settings.tau_reference == "base":
+            raise TauReferenceError(
+                "ttc_tau_reference = 'base', but no base model is known for this checkpoint: pass "
+                "--ttc_base_model_name_or_path with the CLIP it was fine-tuned from (e.g. openai/clip-vit-base-patch32), "
+                "or --ttc_tau_reference victim.")
+        logger.info("TTC: tau is measured by the victim itself (no base model named or recorded).")
+        return TauReference(None, "victim")
+    from ..evaluation.model import model_fingerprint, resolve_normalization
+    from ..modeling import ZeroShotCLIP, load_clip
+
+    try:
+        clip = load_clip(base)
+    except Exception as err:  # noqa: BLE001 - said with the fix
+        raise TauReferenceError(
+            f"TTC's tau is to be measured by the base model {base!r}, which cannot be loaded ({err}). Pass "
+            "--ttc_base_model_name_or_path with a local copy, or --ttc_tau_reference victim.") from None
+    encoder = ZeroShotCLIP(clip, resolve_normalization("auto", base)).to(model.pixel_mean.device).eval()
+    encoder.requires_grad_(False)
+    if encoder.image_size != model.image_size:
+        raise TauReferenceError(f"TTC's base model {base!r} takes {encoder.image_size}-pixel images, the victim "
+                                f"{model.image_size}: pass --ttc_base_model_name_or_path with the victim's own base.")
+    logger.info("TTC: tau is measured by the base model %s.", base)
+    return TauReference(encoder, "base", base, model_fingerprint(clip))
+
+
+def tau_identity(resources: TauReference | None) -> dict:
+    if resources is None:
+        return {}
+    return {"tau_reference": resources.reference, "tau_model": resources.model,
+            "tau_model_fingerprint": resources.fingerprint}
+
+
+register_defense(DefenseSpec(
+    "ttc", TTCSettings, TTCDefense, random=True, prepare=prepare_tau, identity=tau_identity,
+    description="TTC test-time counterattacks (Xing et al., CVPR 2025)", paper=TTC_PAPER,
+))
