@@ -601,7 +601,7 @@ def test_python_m_evaluate_exits_2_without_a_traceback(eval_world, tmp_path):
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("TGAZSR_DEBUG", None)
     proc = run_timed([sys.executable, "-m", "tgazsr.evaluate", *eval_argv(eval_world, tmp_path, "--max_samples", "0")],
-                     cwd=ROOT, env=env, measured_s=15, doing="python -m tgazsr.evaluate with max_samples 0")
+                     cwd=ROOT, env=env, measured_s=4, doing="python -m tgazsr.evaluate with max_samples 0")
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: max_samples = 0"), proc.stderr[-3000:]
@@ -630,7 +630,7 @@ def test_an_internal_error_keeps_its_traceback_and_exit_status_1(tmp_path):
               "sys.exit(run_command(main, ['--a', '1']))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("TGAZSR_DEBUG", None)
-    proc = run_timed([sys.executable, "-c", script], cwd=tmp_path, env=env, measured_s=5,
+    proc = run_timed([sys.executable, "-c", script], cwd=tmp_path, env=env, measured_s=1,
                      doing="a command that raises an internal error")
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "RuntimeError: internal: --a 1" in proc.stderr

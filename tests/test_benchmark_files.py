@@ -188,7 +188,7 @@ def test_benchmark_dirs_from_the_environment(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), **{reg.BENCHMARK_DIRS_ENV: str(tmp_path / "mine")})
     code = ("from tgazsr.data import registry as r; s = r.get_benchmark('toy_shapes'); "
             "print(s.display_name, r.class_names(s), 'toy_shapes' in r.TGA16)")
-    proc = run_timed([sys.executable, "-c", code], env=env, measured_s=10, doing="the registry with a benchmark folder from the environment")
+    proc = run_timed([sys.executable, "-c", code], env=env, measured_s=2, doing="the registry with a benchmark folder from the environment")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "Toy shapes ['red square', 'green circle', 'blue triangle', 'yellow star'] False"
 

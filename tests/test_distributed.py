@@ -31,14 +31,14 @@ def _args(tiny_clip, data, out, batch):
 
 def _two_ranks(entry: list[str], args: list[str], doing: str):
     return run_timed([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                      str(free_port()), *entry, *args], env=ENV, measured_s=40, doing=doing)
+                      str(free_port()), *entry, *args], env=ENV, measured_s=14, doing=doing)
 
 
 @pytest.fixture(scope="module")
 def one_process(tiny_clip, saved_dataset, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("one")
     single = run_timed([sys.executable, "-m", "tgazsr.train", *_args(tiny_clip, saved_dataset, out, 8)], env=ENV,
-                       measured_s=20, doing="one training step on one process")
+                       measured_s=6, doing="one training step on one process")
     assert single.returncode == 0, single.stderr[-4000:]
     return out
 

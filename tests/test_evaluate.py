@@ -420,7 +420,7 @@ def test_two_processes_give_the_numbers_of_one(eval_world, tmp_path):
            "-m", "tgazsr.evaluate", "--model_name_or_path", eval_world["clip_a"], "--datasets", eval_world["saved"],
            "--attacks", "pgd", "cw", "--eps", "8", "--pgd_steps", "3", "--cw_steps", "3", "--max_samples", "12",
            "--batch_size", "4", "--output_dir", str(tmp_path / "two"), "--no_plot"]
-    proc = run_timed(cmd, cwd=REPO, env=env, measured_s=40, doing="the evaluation on two processes (torchrun)")
+    proc = run_timed(cmd, cwd=REPO, env=env, measured_s=10, doing="the evaluation on two processes (torchrun)")
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     assert two["num_processes"] == 2

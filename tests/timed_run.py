@@ -21,8 +21,8 @@ import time
 
 import pytest
 
-MARGIN = 8
-FLOOR_S = 120.0
+MARGIN = 10
+FLOOR_S = 180.0
 TAIL_CHARS = 3000
 
 
