@@ -93,7 +93,8 @@ def test_a_spent_budget_skips_the_sections_with_a_note(tmp_path):
 
 def test_a_failing_section_is_named_and_the_rest_is_recorded(tmp_path):
     """Without --smoke on a machine without a GPU, the env section fails: named, and the rest skipped."""
-    done, results, docs = _gpu_sh(tmp_path, "--limit_scale", "10", measured_s=10, doing="benchmarks/gpu.sh without a GPU")
+    done, results, docs = _gpu_sh(tmp_path, "--limit_scale", "10", measured_s=10,
+                                  doing="benchmarks/gpu.sh without a GPU")
     assert done.returncode == 1
     assert "error: section env failed with exit status" in done.stderr
     assert "no CUDA device is visible" in done.stdout + done.stderr
