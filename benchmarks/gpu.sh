@@ -48,7 +48,7 @@ else
     OUT=${OUT:-benchmarks/results/gpu}
     DOCS=${DOCS:-BENCHMARKS.md}
     BUDGET=${BUDGET:-450}  # 7.5 min: the 8-minute slot, less the report and a margin
-    declare -A LIMIT=([env]=30 [ratio_eager]=60 [memory]=120 [eval]=75 [e2e]=60 [ratio_compiled]=120)
+    declare -A LIMIT=([env]=30 [ratio_eager]=60 [memory]=120 [eval]=60 [e2e]=75 [ratio_compiled]=120)
     SMOKE_FLAG=()
 fi
 case "$BUDGET" in ''|*[!0-9]*) echo "error: --budget must be whole seconds, got '$BUDGET'" >&2; exit 2 ;; esac

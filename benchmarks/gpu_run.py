@@ -50,7 +50,7 @@ SETTINGS = {
                                 ("vit-l-14", False, (16, 32)), ("vit-b-32", True, (64, 128))],
                        num_classes=200, precision="bf16"),
         "eval": dict(arch="vit-b-32", batch_size=128, images=128, pgd_steps=100, aa_n_iter=100, num_classes=100),
-        "e2e": dict(arch="vit-b-32", image_size=224, train_images=2560, eval_images=256, steps=20, batch_size=128,
+        "e2e": dict(arch="vit-b-32", image_size=224, train_images=1280, eval_images=256, steps=20, batch_size=128,
                     eval_attack_steps=10, precision="bf16"),
     },
     "smoke": {
