@@ -68,7 +68,24 @@ def protocol_passes(recipe: dict) -> int:
     return passes
 
 
-def main() -> None:
+def protocols(per_pass: float) -> list[dict]:
+    """Each protocol's passes per image (upper bound), images and hours at ``per_pass`` seconds a pass."""
+    import yaml
+
+    rows = []
+    for title, file in (("TGA table", "eval_tga16.yaml"), ("FARE report", "eval_fare.yaml")):
+        with open(os.path.join(RECIPES, file), encoding="utf-8") as f:
+            recipe = yaml.safe_load(f)
+        images, unknown = protocol_images(recipe)
+        passes = protocol_passes(recipe)
+        rows.append({"title": title, "recipe": f"recipes/{file}", "passes": passes, "images": images,
+                     "unknown_sizes": unknown, "hours": images * passes * per_pass / 3600})
+    return rows
+
+
+def measure(args, on_result=None) -> dict:
+    """Time PGD and AutoAttack through ``score_batch``; returns the figures (``on_result(figures)``
+    after each measurement, so a run stopped during AutoAttack keeps PGD's)."""
     from conftest import make_images
     from train_step import build_model
 
@@ -76,19 +93,13 @@ def main() -> None:
     from tgazsr.data import ImageTransform
     from tgazsr.evaluation import AttackPlan, EvalArguments, load_model, score_batch
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="vit-b-32")
-    parser.add_argument("--images", type=int, default=None, help="images timed (default: one batch)")
-    parser.add_argument("--batch_size", type=int, default=None, help="default: 8 on CPU, 128 on a GPU")
-    parser.add_argument("--pgd_steps", type=int, default=100)
-    parser.add_argument("--aa_n_iter", type=int, default=100)
-    parser.add_argument("--num_classes", type=int, default=100)
-    parser.add_argument("--skip_autoattack", action="store_true")
-    args = parser.parse_args()
     gpu = torch.cuda.is_available()
     batch = args.batch_size or (128 if gpu else 8)
     n = args.images or batch
     device = torch.device("cuda" if gpu else "cpu")
+    where = torch.cuda.get_device_name() if gpu else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    figures = {"arch": args.arch, "precision": "fp32", "batch_size": batch, "images": n, "device": where,
+               "torch": torch.__version__, "pgd_steps": args.pgd_steps, "aa_n_iter": args.aa_n_iter}
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)  # the same random model each run: AutoAttack's work depends on which images survive
         model_dir = build_model(os.path.join(tmp, "clip"), args.arch)
@@ -114,33 +125,53 @@ def main() -> None:
 
         pgd = AttackPlan(["pgd"], {"pgd": PGDSettings(steps=args.pgd_steps, step_size=1.0)}, [1.0])
         run(AttackPlan(["pgd"], {"pgd": PGDSettings(steps=1)}, [1.0]))  # warm-up
-        pgd_s = run(pgd)
-        per_pass = pgd_s / (args.pgd_steps + 1)
-        aa_s = None
+        figures["pgd_s_per_image"] = run(pgd)
+        figures["pass_s_per_image"] = figures["pgd_s_per_image"] / (args.pgd_steps + 1)
+        figures["protocols"] = protocols(figures["pass_s_per_image"])
+        if on_result is not None:
+            on_result(figures)
         if not args.skip_autoattack:
             aa = AttackPlan(["autoattack"], {"autoattack": AutoAttackSettings(version="fare", n_iter=args.aa_n_iter)},
                             [2.0])
-            aa_s = run(aa)
-    where = torch.cuda.get_device_name() if gpu else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
-    print(f"<!-- {args.arch}, fp32, batch {batch}, {n} images, {where}, torch {torch.__version__} -->")
+            figures["autoattack_s_per_image"] = run(aa)
+            if on_result is not None:
+                on_result(figures)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="vit-b-32")
+    parser.add_argument("--images", type=int, default=None, help="images timed (default: one batch)")
+    parser.add_argument("--batch_size", type=int, default=None, help="default: 8 on CPU, 128 on a GPU")
+    parser.add_argument("--pgd_steps", type=int, default=100)
+    parser.add_argument("--aa_n_iter", type=int, default=100)
+    parser.add_argument("--num_classes", type=int, default=100)
+    parser.add_argument("--skip_autoattack", action="store_true")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    figures = measure(args)
+    if args.json:
+        import json
+
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(figures, f, indent=1, allow_nan=False)
+    print(f"<!-- {args.arch}, fp32, batch {figures['batch_size']}, {figures['images']} images, {figures['device']}, "
+          f"torch {torch.__version__} -->")
     print("| measured | seconds per image |")
     print("|---|---|")
-    print(f"| PGD-{args.pgd_steps} (+ clean pass), every image attacked | {pgd_s:.3f} |")
-    print(f"| one forward + input-backward pass | {per_pass:.4f} |")
-    if aa_s is not None:
-        print(f"| AutoAttack fare (APGD-CE + APGD-T), n_iter {args.aa_n_iter} | {aa_s:.3f} |")
+    print(f"| PGD-{args.pgd_steps} (+ clean pass), every image attacked | {figures['pgd_s_per_image']:.3f} |")
+    print(f"| one forward + input-backward pass | {figures['pass_s_per_image']:.4f} |")
+    if "autoattack_s_per_image" in figures:
+        print(f"| AutoAttack fare (APGD-CE + APGD-T), n_iter {args.aa_n_iter} | "
+              f"{figures['autoattack_s_per_image']:.3f} |")
     print()
     print("| protocol (recipe) | passes per image (upper bound) | images | hours on this device |")
     print("|---|---|---|---|")
-    import yaml
-
-    for title, file in (("TGA table", "eval_tga16.yaml"), ("FARE report", "eval_fare.yaml")):
-        with open(os.path.join(RECIPES, file), encoding="utf-8") as f:
-            recipe = yaml.safe_load(f)
-        images, unknown = protocol_images(recipe)
-        passes = protocol_passes(recipe)
-        note = f" (size unknown, counted as max_samples: {', '.join(unknown)})" if unknown else ""
-        print(f"| {title} (`recipes/{file}`){note} | {passes} | {images:,} | {images * passes * per_pass / 3600:.1f} |")
+    for row in figures["protocols"]:
+        note = f" (size unknown, counted as max_samples: {', '.join(row['unknown_sizes'])})" \
+            if row["unknown_sizes"] else ""
+        print(f"| {row['title']} (`{row['recipe']}`){note} | {row['passes']} | {row['images']:,} | {row['hours']:.1f} |")
 
 
 if __name__ == "__main__":

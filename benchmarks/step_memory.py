@@ -47,7 +47,8 @@ def one(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         trainer, train, _ = bench_trainer(tmp, args.arch, args.method, args.num_classes, args.batch_size,
                                           "--fp16", "false", "--activation_checkpointing",
-                                          str(args.activation_checkpointing).lower())
+                                          str(args.activation_checkpointing).lower(),
+                                          model_dir=getattr(args, "model_dir", None))
         model = trainer.model
         if args.activation_checkpointing:
             model.activation_checkpointing_enable()

@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py                          # ratio on ViT-B/32, 200 classes, PGD-2
     python benchmarks/train_step.py --batch_size 128         # the GPU default
+    python benchmarks/train_step.py --batch_size 128 --precision bf16 --compile --json ratio.json
     python benchmarks/train_step.py --all_methods --steps 5  # images/s of every method's step
     python benchmarks/train_step.py --all_methods --methods tga_zsr --batch_size 128 --precision bf16 --compile
     python benchmarks/train_step.py --all_methods --arch vit-l-14 --batch_size 64 --precision bf16 \
@@ -74,17 +75,20 @@ def build_model(directory: str, arch: str) -> str:
     return directory
 
 
-def bench_trainer(tmp: str, arch: str, method: str, num_classes: int, images: int, *flags: str):
+def bench_trainer(tmp: str, arch: str, method: str, num_classes: int, images: int, *flags: str,
+                  model_dir: str | None = None):
     """``build_trainer`` as ``tgazsr train`` builds it from ``recipes/<method>.yaml``, on a random CLIP
-    of ``arch`` and ``images`` generated images of ``num_classes`` classes saved in ``tmp``, on the
-    GPU when there is one; ``flags`` override the recipe. Returns (trainer, train data, tokenizer)."""
+    of ``arch`` (built in ``tmp``, or the one already saved in ``model_dir``) and ``images`` generated
+    images of ``num_classes`` classes saved in ``tmp``, on the GPU when there is one; ``flags`` override
+    the recipe. Returns (trainer, train data, tokenizer)."""
     from conftest import make_hf_dataset
 
     from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
     from tgazsr.recipes import parse_recipe
     from tgazsr.train import build_trainer
 
-    model_dir = build_model(os.path.join(tmp, "clip"), arch)
+    if model_dir is None or not os.path.isfile(os.path.join(model_dir, "config.json")):
+        model_dir = build_model(model_dir or os.path.join(tmp, "clip"), arch)
     data_dir = os.path.join(tmp, "data")
     make_hf_dataset(images, class_names=[f"class {i}" for i in range(num_classes)]).save_to_disk(data_dir)
     recipe = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes", f"{method}.yaml")
@@ -100,8 +104,22 @@ def device_name() -> str:
         f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def ratio(args) -> float:
-    """Time tgazsr's step and the reference-structured step on one model and batch; print both."""
+def compile_towers(*models, backend: str = "inductor") -> list[str]:
+    """``torch.compile`` every vision and text tower of ``models`` in place (so both loops, which call
+    the towers, run compiled); returns the names of the compiled modules."""
+    names = []
+    for i, model in enumerate(models):
+        for name, module in model.named_modules():
+            if name.rsplit(".", 1)[-1] in ("vision_model", "text_model"):
+                module.compile(backend=backend)
+                names.append(f"{i}:{name}")
+    return names
+
+
+def ratio(args, on_result=None) -> dict:
+    """Time tgazsr's step and the reference-structured step on one model and batch; print both.
+    Returns the figures (``on_result(figures)`` is called after each loop's, so a run stopped in the
+    second loop keeps the first)."""
     import statistics
 
     from reference_step import GradFrozen, reference_step
@@ -121,6 +139,7 @@ def ratio(args) -> float:
         opt = torch.optim.SGD(params, lr=1e-6, momentum=0.9)
         model.train()
 
+        compiled = compile_towers(model, trainer.ref_model, backend=args.compile_backend) if args.compile else []
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
         autocast = torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None)
 
@@ -149,23 +168,37 @@ def ratio(args) -> float:
                 torch.cuda.synchronize()
             return time.perf_counter() - t
 
+        figures = {"arch": args.arch, "num_classes": args.num_classes, "pgd_steps": args.pgd_steps,
+                   "batch_size": args.batch_size, "precision": args.precision, "device": device_name(),
+                   "torch": torch.__version__, "compile": args.compile and args.compile_backend,
+                   "compiled_modules": len(compiled), "timed_steps": args.steps, "loops": {}}
         results = {}
         for name, fn in (("tgazsr", ours), ("reference structure", theirs)):
-            fn()  # warm-up
+            warm = time.perf_counter()
+            fn()  # warm-up (and, compiled, the compilation)
+            warm = time.perf_counter() - warm
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
             times = [timed(fn) for _ in range(args.steps)]
-            mem = f"{torch.cuda.max_memory_allocated() / 2**30:.2f}" if torch.cuda.is_available() else "n/a"
-            results[name] = (statistics.median(times), mem)
+            peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+            results[name] = (statistics.median(times), "n/a" if peak is None else f"{peak:.2f}")
+            figures["loops"][name] = {"s_per_step": statistics.median(times), "warmup_s": warm,
+                                      "images_per_s": args.batch_size / statistics.median(times), "peak_gib": peak}
+            if on_result is not None:
+                on_result(figures)
         print(f"<!-- {args.arch}, {args.num_classes} classes, PGD-{args.pgd_steps}, batch {args.batch_size}, "
-              f"{args.precision}, {device_name()}, torch {torch.__version__}, median of {args.steps} steps -->")
+              f"{args.precision}{', compiled (' + args.compile_backend + ')' if args.compile else ''}, "
+              f"{device_name()}, torch {torch.__version__}, median of {args.steps} steps -->")
         print("| step | s/step | images/s | peak GPU memory (GiB) |")
         print("|---|---|---|---|")
         for name, (sec, mem) in results.items():
             print(f"| {name} | {sec:.3f} | {args.batch_size / sec:.2f} | {mem} |")
         speedup = results["reference structure"][0] / results["tgazsr"][0]
+        figures["speedup"] = speedup
+        if on_result is not None:
+            on_result(figures)
         print(f"speedup: {speedup:.2f}")
-        return speedup
+        return figures
 
 
 def main():
@@ -182,14 +215,23 @@ def main():
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                         help="autocast dtype for both steps (fp16: CUDA only, the recipes' setting; bf16: the GPU "
                              "target's setting)")
-    parser.add_argument("--compile", action="store_true", help="--all_methods: torch.compile the trained model")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile: the ratio compiles every vision and text tower (both loops); "
+                             "--all_methods compiles the trained model as the Trainer does")
+    parser.add_argument("--compile_backend", default="inductor", help="the ratio's torch.compile backend")
+    parser.add_argument("--json", help="the ratio: also write its figures to this JSON file")
     parser.add_argument("--activation_checkpointing", action="store_true",
                         help="--all_methods: recompute the vision tower's activations in the backward pass")
     args = parser.parse_args()
     if args.batch_size is None:
         args.batch_size = 128 if torch.cuda.is_available() else 8
     if not args.all_methods:
-        ratio(args)
+        figures = ratio(args)
+        if args.json:
+            import json
+
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(figures, f, indent=1, allow_nan=False)
         return
     print(f"| method | images/s | s/step | peak GPU memory (GiB) |  <!-- {args.arch}, batch {args.batch_size}, {args.precision}"
           f"{', compiled' if args.compile else ''}{', activation checkpointing' if args.activation_checkpointing else ''}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from conftest import merge_flags
 from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig, validate
 from tgazsr.errors import ModelFolderError, UserError, _take_debug_flag, run_command
 from tgazsr.recipes import RecipeError, parse_recipe
+from timed_run import run_timed
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -589,9 +589,8 @@ def test_python_m_evaluate_exits_2_without_a_traceback(eval_world, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("TGAZSR_DEBUG", None)
-    proc = subprocess.run([sys.executable, "-m", "tgazsr.evaluate", *eval_argv(eval_world, tmp_path,
-                                                                               "--max_samples", "0")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_timed([sys.executable, "-m", "tgazsr.evaluate", *eval_argv(eval_world, tmp_path, "--max_samples", "0")],
+                     cwd=ROOT, env=env, measured_s=4, doing="python -m tgazsr.evaluate with max_samples 0")
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: max_samples = 0"), proc.stderr[-3000:]
@@ -620,8 +619,8 @@ def test_an_internal_error_keeps_its_traceback_and_exit_status_1(tmp_path):
               "sys.exit(run_command(main, ['--a', '1']))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("TGAZSR_DEBUG", None)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=60)
+    proc = run_timed([sys.executable, "-c", script], cwd=tmp_path, env=env, measured_s=1,
+                     doing="a command that raises an internal error")
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "RuntimeError: internal: --a 1" in proc.stderr
 

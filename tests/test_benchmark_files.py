@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from conftest import CLASS_NAMES, TOY_BENCHMARK, write_toy_benchmark
 from tgazsr.data import benchmark_files as bf
 from tgazsr.data import registry as reg
 from tgazsr.errors import UserError
+from timed_run import run_timed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -188,7 +188,7 @@ def test_benchmark_dirs_from_the_environment(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), **{reg.BENCHMARK_DIRS_ENV: str(tmp_path / "mine")})
     code = ("from tgazsr.data import registry as r; s = r.get_benchmark('toy_shapes'); "
             "print(s.display_name, r.class_names(s), 'toy_shapes' in r.TGA16)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    proc = run_timed([sys.executable, "-c", code], env=env, measured_s=2, doing="the registry with a benchmark folder from the environment")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "Toy shapes ['red square', 'green circle', 'blue triangle', 'yellow star'] False"
 

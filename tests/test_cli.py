@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from conftest import merge_flags
 from tgazsr.cli import COMMANDS, main
+from timed_run import run_timed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,14 +27,15 @@ def test_usage_lists_every_subcommand(capsys):
 def test_console_script_and_python_dash_m(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     exe = Path(sys.executable).parent / "tgazsr"
-    res = subprocess.run([str(exe), "train", "--help"], env=env, capture_output=True, text=True, timeout=120)
+    res = run_timed([str(exe), "train", "--help"], env=env, measured_s=4, doing="tgazsr train --help")
     assert res.returncode == 0 and "--train_eps" in res.stdout and "units of 1/255" in res.stdout
     assert res.stdout.startswith("usage: tgazsr train ")  # the command as typed, not the script's file name
-    res = subprocess.run([sys.executable, "-m", "tgazsr.train", "--help"], env=env, capture_output=True, text=True,
-                         timeout=120)
+    res = run_timed([sys.executable, "-m", "tgazsr.train", "--help"], env=env, measured_s=4,
+                    doing="python -m tgazsr.train --help")
     assert res.returncode == 0 and res.stdout.startswith("usage: python -m tgazsr.train ")
-    res = subprocess.run([sys.executable, "-m", "tgazsr", "evaluate", "--eps", "0.004", "--datasets", "cifar10",
-                          "--model_name_or_path", "m"], env=env, capture_output=True, text=True, timeout=120)
+    res = run_timed([sys.executable, "-m", "tgazsr", "evaluate", "--eps", "0.004", "--datasets", "cifar10",
+                     "--model_name_or_path", "m"], env=env, measured_s=4,
+                    doing="python -m tgazsr evaluate with a bad --eps")
     assert res.returncode == 2 and "Traceback" not in res.stderr and "1/255" in res.stderr
 
 

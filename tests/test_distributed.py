@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from conftest import free_port, merge_flags
+from timed_run import run_timed
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = str(ROOT / "recipes" / "tga_zsr.yaml")
@@ -29,16 +29,16 @@ def _args(tiny_clip, data, out, batch):
             "--max_grad_norm", "0", "--report_to", "none"]
 
 
-def _two_ranks(entry: list[str], args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           str(free_port()), *entry, *args], capture_output=True, text=True, env=ENV, timeout=300)
+def _two_ranks(entry: list[str], args: list[str], doing: str):
+    return run_timed([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                      str(free_port()), *entry, *args], env=ENV, measured_s=14, doing=doing)
 
 
 @pytest.fixture(scope="module")
 def one_process(tiny_clip, saved_dataset, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("one")
-    single = subprocess.run([sys.executable, "-m", "tgazsr.train", *_args(tiny_clip, saved_dataset, out, 8)],
-                            capture_output=True, text=True, env=ENV, timeout=300)
+    single = run_timed([sys.executable, "-m", "tgazsr.train", *_args(tiny_clip, saved_dataset, out, 8)], env=ENV,
+                       measured_s=6, doing="one training step on one process")
     assert single.returncode == 0, single.stderr[-4000:]
     return out
 
@@ -56,7 +56,7 @@ def test_ddp_two_processes_match_one_process(tiny_clip, saved_dataset, one_proce
     recipe, *flags = _args(tiny_clip, saved_dataset, tmp_path / "ddp", 4)
     # with the end-of-training check on the eval split: every process reads the model the main one saved
     args = [recipe, *merge_flags(flags, ["--eval_max_samples", "4", "--eval_attack_steps", "1"])]
-    ddp = _two_ranks(["-m", "tgazsr.train"], args)
+    ddp = _two_ranks(["-m", "tgazsr.train"], args, "a DDP training step on two processes")
     assert ddp.returncode == 0, ddp.stderr[-4000:]
     _assert_same_weights(tmp_path / "ddp", one_process, tiny_clip)
     check = json.loads((tmp_path / "ddp" / "train_results.json").read_text())
@@ -78,7 +78,7 @@ def test_fsdp2_two_processes_match_one_process(tiny_clip, saved_dataset, one_pro
     (tmp_path / "fsdp.json").write_text(json.dumps(config))
     args = _args(tiny_clip, saved_dataset, tmp_path / "fsdp", 4) + ["--fsdp", "true", "--fsdp_config",
                                                                     str(tmp_path / "fsdp.json")]
-    run = _two_ranks([str(ROOT / "tests" / "fsdp_on_cpu.py")], args)
+    run = _two_ranks([str(ROOT / "tests" / "fsdp_on_cpu.py")], args, "an FSDP2 training step on two processes")
     assert run.returncode == 0, run.stderr[-4000:]
     assert "fully_shard" not in run.stderr  # no FSDP complaint (scalar parameters, view outputs)
     assert "returned a view tensor" not in run.stderr
@@ -106,7 +106,8 @@ def test_fsdp2_resume_continues_exactly(tiny_clip, saved_dataset, tmp_path):
         args = [recipe, *merge_flags(flags, [
             "--fsdp", "true", "--fsdp_config", str(tmp_path / "fsdp.json"), "--lr_scheduler_type", "constant",
             "--optim_args", "momentum=0.9", "--save_strategy", "steps", "--save_steps", "1", *extra])]
-        done = _two_ranks([str(ROOT / "tests" / "fsdp_on_cpu.py")], args)
+        done = _two_ranks([str(ROOT / "tests" / "fsdp_on_cpu.py")], args,
+                          f"an FSDP2 run on two processes to {out.name}, {' '.join(extra)}")
         assert done.returncode == 0, done.stderr[-4000:]
         return done
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -20,6 +19,7 @@ from conftest import CLASS_NAMES, CLEAN_NAMES, TEMPLATE, labelled_dataset, model
 from tgazsr import evaluation as ev
 from tgazsr.evaluate import main as evaluate_main
 from tgazsr.evaluation import EvalArguments, harness, run_evaluation
+from timed_run import run_timed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -428,7 +428,7 @@ def test_two_processes_give_the_numbers_of_one(eval_world, tmp_path):
            "-m", "tgazsr.evaluate", "--model_name_or_path", eval_world["clip_a"], "--datasets", eval_world["saved"],
            "--attacks", "pgd", "cw", "--eps", "8", "--pgd_steps", "3", "--cw_steps", "3", "--max_samples", "12",
            "--batch_size", "4", "--output_dir", str(tmp_path / "two"), "--no_plot"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    proc = run_timed(cmd, cwd=REPO, env=env, measured_s=10, doing="the evaluation on two processes (torchrun)")
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     assert two["num_processes"] == 2

@@ -24,6 +24,7 @@ from tgazsr.checkpoints import CheckpointError, complete_checkpoints, resolve_re
 from tgazsr.methods import register_method, unregister_method
 from tgazsr.train import Preempted, RunFailed, main
 from tgazsr.trainer import NonFiniteLossError
+from timed_run import run_timed, time_limit, timeout_report
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -108,10 +109,10 @@ def _two_ranks_nan_on_rank_1(tiny_clip, data, out, *extra) -> subprocess.Complet
 
     launcher = Path(__file__).resolve().parent / "nan_on_one_rank.py"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           str(free_port()), str(launcher),
-                           *argv(tiny_clip, data, out, "--method", "nan_on_rank_1", "--use_cpu", "true", *extra)],
-                          capture_output=True, text=True, env=env, timeout=240)
+    return run_timed([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                      str(free_port()), str(launcher),
+                      *argv(tiny_clip, data, out, "--method", "nan_on_rank_1", "--use_cpu", "true", *extra)],
+                     env=env, measured_s=12, doing="two training processes, one meeting a non-finite loss")
 
 
 def test_a_non_finite_loss_on_one_process_stops_every_process(tiny_clip, saved_dataset, tmp_path):
@@ -301,13 +302,30 @@ def _run_until_signalled(tmp_path, sig) -> subprocess.CompletedProcess:
         "sys.exit(run_command(main, []))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("TGAZSR_DEBUG", None)
+    measured_s = 1  # start to ready, and the signal's handling: under 1 s (BENCHMARKS.md)
+    limit = time_limit(measured_s)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not ready.exists() and time.time() < deadline and proc.poll() is None:
+    start = time.monotonic()
+    while not ready.exists() and time.monotonic() - start < limit and proc.poll() is None:
         time.sleep(0.05)
+    if not ready.exists():
+        running = proc.poll() is None
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        if running:
+            pytest.fail(timeout_report(proc.args, "a command starting, before the signal", time.monotonic() - start,
+                                       limit, measured_s, stdout, stderr), pytrace=False)
+        pytest.fail(f"the command exited with status {proc.returncode} before it was ready for the signal:\n"
+                    f"{stderr[-3000:]}", pytrace=False)
     proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=60)
+    try:
+        stdout, stderr = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        pytest.fail(timeout_report(proc.args, f"a command handling {sig.name}", time.monotonic() - start, limit,
+                                   measured_s, stdout, stderr), pytrace=False)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from test_convert import GELU, QUICK, converted_features, open_clip_model_cfg, pixels, text_batch, \
     write_eot_tokenizer, write_open_clip_folder
 from tgazsr import convert as cv
+from timed_run import run_timed
 
 HERE = Path(__file__).resolve().parent
 INSTALL = 'pip install --no-deps "open_clip_torch==3.3.0" "ftfy>=6" wcwidth'
@@ -40,9 +40,9 @@ def open_clip_reference(arch, tmp_path, seed=0) -> dict:
     cfg = {**open_clip_model_cfg(arch), "quick_gelu": arch["quick_gelu"], "seed": seed}
     (tmp_path / "model_cfg.json").write_text(json.dumps(cfg))
     torch.save({"pixels": pixels(arch), "ids": text_batch(arch["context"])}, tmp_path / "inputs.pt")
-    done = subprocess.run([sys.executable, str(HERE / "open_clip_reference.py"), str(tmp_path / "model_cfg.json"),
+    done = run_timed([sys.executable, str(HERE / "open_clip_reference.py"), str(tmp_path / "model_cfg.json"),
                            str(tmp_path / "inputs.pt"), str(tmp_path / "reference.pt")],
-                          capture_output=True, text=True, timeout=300)
+                     measured_s=3, doing="open_clip's reference features")
     assert done.returncode == 0, done.stderr[-3000:]
     return torch.load(tmp_path / "reference.pt", weights_only=True)
 

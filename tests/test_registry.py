@@ -29,6 +29,7 @@ from tgazsr.data.registry import (
     wnid_to_index,
     wnid_to_name,
 )
+from timed_run import run_timed
 
 TABLE_ORDER = [
     "tinyimagenet",
@@ -697,7 +698,6 @@ def test_a_lookup_imports_nothing_and_the_world_registers_itself():
     names; nothing is imported to look again. Importing the world registers its sets through the
     public calls, with no import cycle (each package imports alone, in a fresh interpreter)."""
     import os
-    import subprocess
     import sys
     from pathlib import Path
 
@@ -720,7 +720,7 @@ print("ok")
 """
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for code in (script, "import tgazsr.world; print('ok')"):
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        proc = run_timed([sys.executable, "-c", code], env=env, measured_s=4, doing="importing the registry alone")
         assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 

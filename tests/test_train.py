@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from tgazsr.methods import METHODS
 METHOD_NAMES = tuple(METHODS)
 from tgazsr.recipes import RecipeError, parse_recipe
 from tgazsr.train import build_trainer, main, train_with_rescue
+from timed_run import run_timed
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -166,7 +166,8 @@ out = clf(Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)), candidate_labe
 assert len(out) == 2 and abs(sum(o["score"] for o in out) - 1) < 1e-4, out
 print("OK")
 """
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    res = run_timed([sys.executable, "-c", script], env={**os.environ, "HF_HUB_OFFLINE": "1"}, measured_s=4,
+                    doing="the saved model in a transformers pipeline, without tgazsr")
     assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
 
 
