@@ -349,3 +349,8 @@ def edit_weights(path, how: str, name: str = "vision_model.post_layernorm.weight
         weights[name] = torch.zeros(weights[name].shape[0] + 1, *weights[name].shape[1:])
     save_file(weights, str(path), metadata={"format": "pt"})
     return name
+
+
+#: Flags that fit a method's recipe to the tiny ``saved_dataset`` where the recipe names data of its own
+#: (AGFT's recipe names ImageNet's class names and no eval split).
+TINY_DATA_FLAGS = {"agft": ["--eval_split", "valid", "--class_names", *CLASS_NAMES]}

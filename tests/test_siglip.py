@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from conftest import CLEAN_NAMES, TEMPLATE, build_tiny_siglip, labelled_dataset, make_images, merge_flags, \
+from conftest import CLEAN_NAMES, TEMPLATE, TINY_DATA_FLAGS, build_tiny_siglip, labelled_dataset, make_images, merge_flags, \
     model_predictions
 from tgazsr import losses
 from tgazsr.backbones import backbone_for
@@ -183,7 +183,7 @@ def test_every_method_trains_two_steps_and_saves_a_plain_siglip(method, tiny_sig
 
     monkeypatch.setattr(Trainer, "log", record)
     out = tmp_path / method
-    main([str(RECIPES / f"{method}.yaml"), *siglip_args(tiny_siglip, saved_dataset, out)])
+    main([str(RECIPES / f"{method}.yaml"), *siglip_args(tiny_siglip, saved_dataset, out, *TINY_DATA_FLAGS.get(method, ()))])
     base, trained = load_file(Path(tiny_siglip) / "model.safetensors"), load_file(out / "model.safetensors")
     assert set(base) == set(trained)
     vision = [k for k in base if k.startswith("vision_model.")]

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import CLASS_NAMES, merge_flags
+from conftest import CLASS_NAMES, TINY_DATA_FLAGS, merge_flags
 from tgazsr.config import DataArguments, ModelArguments, RobustTrainingConfig
 from tgazsr.methods import METHODS
 
@@ -35,7 +35,6 @@ EXPECTED_TERMS = {
     "agft": {"loss_soft_ce", "adv_acc"},
 }
 #: Flags that fit a recipe's data fields to the tiny dataset (AGFT's recipe reads ImageNet's split and class names).
-TINY_DATA_FLAGS = {"agft": ["--eval_split", "valid", "--class_names", *CLASS_NAMES]}
 
 
 def tiny_args(tiny_clip, data, out, *extra):

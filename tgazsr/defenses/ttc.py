@@ -219,7 +219,9 @@ def prepare_tau(model, settings, args) -> TauReference:
         raise TauReferenceError(
             f"TTC's tau is to be measured by the base model {base!r}, which cannot be loaded ({err}). Pass "
             "--ttc_base_model_name_or_path with a local copy, or --ttc_tau_reference victim.") from None
-    encoder = ZeroShotCLIP(clip, resolve_normalization("auto", base)).to(model.pixel_mean.device).eval()
+    from ..backbones import backbone_for
+
+    encoder = ZeroShotCLIP(clip, resolve_normalization("auto", base, backbone_for(clip))).to(model.pixel_mean.device).eval()
     encoder.requires_grad_(False)
     if encoder.image_size != model.image_size:
         raise TauReferenceError(f"TTC's base model {base!r} takes {encoder.image_size}-pixel images, the victim "
