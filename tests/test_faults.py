@@ -374,11 +374,29 @@ def test_a_cpu_run_uses_the_idle_cores_unless_told(monkeypatch):
         assert cpu.use_idle_cores(torch.device("cuda")) is None  # not a CPU run: untouched
         monkeypatch.delenv("TGAZSR_THREADS")
         monkeypatch.setattr(cpu.os, "cpu_count", lambda: 2)
-        monkeypatch.setattr(cpu.os, "getloadavg", lambda: (1.2, 0.0, 0.0))  # one core busy
+        monkeypatch.setattr(cpu, "busy_cores", lambda: 1.2)  # another process holds a core
         assert cpu.default_threads() == 1
-        monkeypatch.setattr(cpu.os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+        monkeypatch.setattr(cpu, "busy_cores", lambda: 0.1)
         assert cpu.default_threads() == 2
-        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # an explicit choice of several threads is kept
         assert cpu.use_idle_cores(torch.device("cpu")) is None
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the launchers' default: the idle cores decide
+        assert cpu.use_idle_cores(torch.device("cpu")) == 2
+        assert cpu.use_idle_cores(torch.device("cpu"), processes=2) is None  # the launcher split the cores
     finally:
         torch.set_num_threads(before)
+
+
+def test_busy_cores_leave_this_process_out(monkeypatch):
+    """The measure of the others' load does not count this process's own work: over the window, half
+    of the CPU time was idle and the other half this process's own, so no other core is busy."""
+    from tgazsr import cpu
+
+    samples = iter([(1000, 600, 100), (1200, 700, 200)])  # (all, idle, own) clock ticks, 2 cores
+    monkeypatch.setattr(cpu, "_proc_times", lambda: next(samples))
+    monkeypatch.setattr(cpu.time, "sleep", lambda s: None)
+    monkeypatch.setattr(cpu.os, "cpu_count", lambda: 2)
+    assert cpu.busy_cores() == 0.0
+    samples = iter([(1000, 600, 100), (1200, 700, 100)])  # the busy half is another process's
+    monkeypatch.setattr(cpu, "_proc_times", lambda: next(samples))
+    assert cpu.busy_cores() == 1.0

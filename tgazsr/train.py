@@ -326,7 +326,7 @@ def _train(argv=None):
     if data_args.synthetic_world:
         use_synthetic_world(model_args, data_args, cfg)
     resolved = preflight(cfg, push)
-    use_idle_cores(cfg.device)  # CPU: torch threads on the idle cores (a busy neighbour would stall them)
+    use_idle_cores(cfg.device, cfg.world_size)  # CPU: torch threads on the idle cores (a busy neighbour would stall them)
     from .convert import load_model_or_convert, needs_conversion
 
     if needs_conversion(model_args.model_name_or_path):  # an OpenAI-CLIP / open_clip checkpoint: converted once, cached

@@ -16,6 +16,7 @@ traceback instead (see ``tgazsr.errors.run_command``).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -84,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         args.model_name_or_path = load_model_or_convert(args.model_name_or_path)
     resolved = check_inputs(args)
-    use_idle_cores(torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    use_idle_cores(torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")),
+                   int(os.environ.get("WORLD_SIZE", "1") or 1))
     owned = not PartialState._shared_state
     try:
         results = run_evaluation(args, resolved=resolved)
