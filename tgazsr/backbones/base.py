@@ -77,9 +77,26 @@ class Backbone:
     frozen_scalars: ClassVar[str] = "logit scale"
 
     # --- the transformers classes and folders -----------------------------------------------
+    #: The family's transformers classes, by name: the model, its config, its processor.
+    transformers_classes: ClassVar[tuple[str, str, str]] = ("", "", "")
+
+    @classmethod
+    def _transformers_class(cls, index: int) -> type:
+        import transformers
+
+        return getattr(transformers, cls.transformers_classes[index])
+
     @classmethod
     def model_class(cls) -> type:
-        raise NotImplementedError
+        return cls._transformers_class(0)
+
+    @classmethod
+    def config_class(cls) -> type:
+        return cls._transformers_class(1)
+
+    @classmethod
+    def processor_class(cls) -> type:
+        return cls._transformers_class(2)
 
     @classmethod
     def config_problem(cls, config: Mapping[str, Any]) -> str | None:

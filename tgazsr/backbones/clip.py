@@ -39,23 +39,7 @@ class CLIPBackbone(Backbone):
     vision_module_names = ("vision_model", "visual_projection")
     prefix_tokens = 1
 
-    @classmethod
-    def model_class(cls) -> type:
-        from transformers import CLIPModel
-
-        return CLIPModel
-
-    @classmethod
-    def config_class(cls) -> type:
-        from transformers import CLIPConfig
-
-        return CLIPConfig
-
-    @classmethod
-    def processor_class(cls) -> type:
-        from transformers import CLIPProcessor
-
-        return CLIPProcessor
+    transformers_classes = ("CLIPModel", "CLIPConfig", "CLIPProcessor")
 
     @classmethod
     def input_dtype(cls, towers) -> torch.dtype:

@@ -87,23 +87,7 @@ class SiglipBackbone(Backbone):
     contrastive_loss_name = "SigLIP's sigmoid loss"
     frozen_scalars = "the logit scale and bias"
 
-    @classmethod
-    def model_class(cls) -> type:
-        from transformers import SiglipModel
-
-        return SiglipModel
-
-    @classmethod
-    def config_class(cls) -> type:
-        from transformers import SiglipConfig
-
-        return SiglipConfig
-
-    @classmethod
-    def processor_class(cls) -> type:
-        from transformers import SiglipProcessor
-
-        return SiglipProcessor
+    transformers_classes = ("SiglipModel", "SiglipConfig", "SiglipProcessor")
 
     @classmethod
     def config_problem(cls, config: Mapping[str, Any]) -> str | None:
