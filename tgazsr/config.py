@@ -135,6 +135,14 @@ class DataArguments:
     synthetic_small: bool = field(
         default=False, metadata={"help": "The reduced synthetic world of the unit tests (seconds to build)."}
     )
+    synthetic_backbone: str = field(
+        default="clip",
+        metadata={
+            "help": "The synthetic world's model: 'clip' (its tiny CLIP, shipped with tgazsr) or 'siglip' (a tiny "
+            "SigLIP pretrained with SigLIP's sigmoid loss, in its own world root; pretrained on first use, a few "
+            "minutes on a CPU)."
+        },
+    )
 
     def __post_init__(self):
         raise_problems(limit_problems(self) or self.problems())
@@ -376,7 +384,7 @@ declare_limits(
     prompt_template=Limits(placeholders=1, hint="Write it with one '{}', e.g. --prompt_template 'This is a photo of a {}'."),
     resize_mode=Limits(choices=("shorter_side_crop", "square")), max_train_samples=_POSITIVE_INT,
     skip_unreadable_images=Limits(),
-    synthetic_seed=_COUNT,
+    synthetic_seed=_COUNT, synthetic_backbone=Limits(choices=("clip", "siglip")),
 )
 declare_limits(
     RobustTrainingConfig,

@@ -127,7 +127,8 @@ def use_synthetic_world(model_args: ModelArguments, data_args: DataArguments, cf
     """Point the run at the offline world (built on first use): its model, training set and held-out sets."""
     from .world import build_world
 
-    world = build_world(data_args.synthetic_root, seed=data_args.synthetic_seed, small=data_args.synthetic_small)
+    world = build_world(data_args.synthetic_root, seed=data_args.synthetic_seed, small=data_args.synthetic_small,
+                        backbone=data_args.synthetic_backbone)
     model_args.model_name_or_path = world.model
     data_args.dataset_name = world.train
     data_args.eval_split = None  # the held-out sets are the check
@@ -136,7 +137,7 @@ def use_synthetic_world(model_args: ModelArguments, data_args: DataArguments, cf
         cfg.eval_datasets = world.eval_entries()
     if cfg.train_eps != world.eps:
         logger.warning("train_eps is %s/255 but the world's eps is %s/255.", cfg.train_eps, world.eps)
-    logger.info("Synthetic world at %s (eps %s/255).", world.root, world.eps)
+    logger.info("Synthetic world at %s (%s, eps %s/255).", world.root, data_args.synthetic_backbone, world.eps)
 
 
 class PreflightError(ValueError, UserError):

@@ -1,4 +1,4 @@
-"""The offline world: generated image-text data and a tiny CLIP pretrained on it.
+"""The offline world: generated image-text data and a tiny CLIP (or SigLIP) pretrained on it.
 
 Nothing in tgazsr's tests, quickstart or CI may download weights or datasets, yet every
 method needs a *pretrained* CLIP with real zero-shot skill and real adversarial fragility,
@@ -48,6 +48,13 @@ What is built (:mod:`.build`; the sets are in :mod:`.sets`):
   ``pipeline("zero-shot-image-classification", model=...)`` all work on the directory. It is
   pretrained contrastively on ``pretrain/`` (:mod:`.pretraining`).
 
+A SigLIP world (``build_world(backbone="siglip")``, ``tgazsr world --backbone siglip``) has the
+same images, sets and captions and a tiny SigLIP in ``model/`` instead, pretrained with SigLIP's
+sigmoid loss (logit scale and bias initialised to log 10 and -10) and saved with ``SiglipProcessor``
+(the same character tokenizer, prompts padded to 64 tokens; SigLIP's image processor, mean = std =
+0.5), so that tgazsr's SigLIP backbone and the zero-shot pipeline load it. It lives in its own root
+(``world-v2-seed0-siglip``) and is always pretrained here: only the CLIP is shipped.
+
 Every dataset is a ``DatasetDict`` with named splits, has ``image`` (a ``datasets.Image``
 feature, PNG) and ``label`` (a ``datasets.ClassLabel`` with the class names) or captions, and
 loads with ``datasets.load_from_disk``.
@@ -81,8 +88,13 @@ from .pretraining import (
     contrastive_loss,
     default_threads,
     make_clip_config,
+    make_siglip_config,
+    new_model,
     pretrain_clip,
+    pretrain_model,
+    pretrain_siglip,
     save_model,
+    sigmoid_loss,
     torch_threads,
 )
 from .rendering import image_rng, png_bytes, render, sample_object
@@ -103,6 +115,7 @@ from .sets import (
 )
 from .spec import (
     ATTRIBUTES,
+    BACKBONES,
     COLOURS,
     HELD_OUT_PAIRS,
     IMAGE_SIZE,
@@ -119,10 +132,11 @@ from .spec import (
     WorldSpec,
     pair_name,
 )
-from .tokenizer import character_vocab, make_image_processor, make_tokenizer
+from .tokenizer import character_vocab, make_image_processor, make_siglip_image_processor, make_tokenizer
 
 __all__ = [
     "ATTRIBUTES",
+    "BACKBONES",
     "COLOURS",
     "COMPLETE_MARKER",
     "EVAL_SETS",
@@ -161,12 +175,18 @@ __all__ = [
     "is_complete",
     "make_clip_config",
     "make_image_processor",
+    "make_siglip_config",
+    "make_siglip_image_processor",
     "make_tokenizer",
+    "new_model",
     "pair_name",
     "png_bytes",
     "pretrain_clip",
+    "pretrain_model",
+    "pretrain_siglip",
     "render",
     "sample_object",
     "save_model",
+    "sigmoid_loss",
     "torch_threads",
 ]

@@ -16,17 +16,21 @@ from typing import Sequence
 from ..limits import setting, with_limits_in_help
 from .build import WorldPaths, build_world, default_root, is_complete
 from .pretraining import torch_threads
-from .spec import WorldSpec
+from .spec import BACKBONES, WorldSpec
 
 
 @with_limits_in_help
 @dataclass
 class WorldArguments:
-    root: str | None = setting(None, "Where to build (default: $TGAZSR_HOME/world-<version>-seed<seed>).")
+    root: str | None = setting(None, "Where to build (default: $TGAZSR_HOME/world-<version>-seed<seed>, with "
+                               "-siglip for a SigLIP world).")
     seed: int = setting(0, "Seed of the world.", ge=0)
     small: bool = setting(False, "The reduced unit-test world (seconds).")
+    backbone: str = setting("clip", "The world's model: 'clip' (CLIP's contrastive loss; shipped for the default world) "
+                            "or 'siglip' (SigLIP's sigmoid loss; always pretrained here, a few minutes on a CPU).",
+                            choices=BACKBONES)
     force: bool = setting(False, "Rebuild even if a complete world exists.")
-    pretrain: bool = setting(False, "Pretrain the world's CLIP here even when the package ships it for this spec and "
+    pretrain: bool = setting(False, "Pretrain the world's model here even when the package ships it for this spec and "
                              "seed (a few minutes on a CPU).")
     threads: int | None = setting(None, "Torch threads (default: the idle cores).", ge=1)
     steps: int | None = setting(None, "PGD steps of the report (default 20; 3 with --small).", ge=1)
@@ -39,7 +43,7 @@ def check_root(args: WorldArguments, spec: WorldSpec) -> None:
     complete world that is only read, with --no_report, may be read-only)."""
     from ..files import check_output_dir
 
-    root = os.path.abspath(args.root or default_root(args.seed, args.small))
+    root = os.path.abspath(args.root or default_root(args.seed, args.small, args.backbone))
     if args.report or args.force or not is_complete(WorldPaths.under(root, spec), spec):
         check_output_dir(root, flag="--root")
 
@@ -79,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    spec = WorldSpec.reduced() if args.small else WorldSpec()
+    spec = WorldSpec.default(args.small, args.backbone)
     if args.threads:
         spec = dataclasses.replace(spec, threads=args.threads)
     check_root(args, spec)
@@ -87,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         pretrain=args.pretrain)
 
     print(f"root:     {paths.root}")
-    print(f"model:    {paths.model}")
+    print(f"model:    {paths.model} ({spec.backbone})")
     print(f"train:    {paths.train}")
     print(f"pretrain: {paths.pretrain}")
     for name, path in paths.eval.items():
@@ -102,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             f"pretraining: {info['steps']} steps, {info['pretrain_seconds']:.1f} s wall "
             f"({info.get('pretrain_cpu_seconds', float('nan')):.1f} s CPU) on {info['threads']} thread(s)"
             + (" when the shipped model was made (tgazsr/world/shipped)" if info.get("shipped") else "")
+            + (", SigLIP's sigmoid loss" if info.get("loss") == "sigmoid" else "")
         )
     if not args.report:
         return {}

@@ -7,7 +7,8 @@ Layout under ``root``:
 - ``train/``: ``DatasetDict({"train": ...})``, the 48-class training set;
 - ``eval/<set>/``: ``DatasetDict({"test": ...})`` per evaluation set, whose class names and
   prompts are the registry entry ``world_<set>`` (see :mod:`tgazsr.world.sets`);
-- ``model/``: a CLIP (transformers, safetensors) with its tokenizer and image processor;
+- ``model/``: a CLIP (or, for a SigLIP world, a SigLIP; transformers, safetensors) with its
+  tokenizer and image processor;
 - ``WORLD_COMPLETE.json``: written last, with the spec's fingerprint.
 
 Every part is written to a temporary directory and renamed into place, so a part that exists
@@ -89,13 +90,15 @@ class WorldPaths:
         return entries
 
 
-def default_root(seed: int = 0, small: bool = False) -> str:
-    """``$TGAZSR_HOME`` (or ``$XDG_CACHE_HOME/tgazsr``, ``~/.cache/tgazsr``) / world-<version>-seed<seed>[-small]."""
+def default_root(seed: int = 0, small: bool = False, backbone: str = "clip") -> str:
+    """``$TGAZSR_HOME`` (or ``$XDG_CACHE_HOME/tgazsr``, ``~/.cache/tgazsr``) /
+    world-<version>-seed<seed>[-siglip][-small]: a SigLIP world lives in its own root."""
     base = os.environ.get("TGAZSR_HOME")
     if not base:
         cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         base = os.path.join(cache, "tgazsr")
-    return os.path.join(base, f"world-{WORLD_VERSION}-seed{seed}" + ("-small" if small else ""))
+    family = "" if backbone == "clip" else f"-{backbone}"
+    return os.path.join(base, f"world-{WORLD_VERSION}-seed{seed}{family}" + ("-small" if small else ""))
 
 
 def put_atomically(final: str, write) -> None:
@@ -142,6 +145,7 @@ def build_world(
     force: bool = False,
     spec: WorldSpec | None = None,
     pretrain: bool = False,
+    backbone: str | None = None,
 ) -> WorldPaths:
     """Build (or reuse) the offline world and return where its parts are.
 
@@ -149,16 +153,20 @@ def build_world(
     (each part is written to a temporary directory and renamed into place, so a part that
     exists is whole); a completion marker is written last. A file lock beside the root keeps
     two processes from building the same world at once. ``force`` rebuilds everything.
-    ``small`` builds the reduced unit-test world (seconds). The model is the package's shipped
-    pretrained CLIP when one matches the spec and seed (:mod:`tgazsr.world.shipped`), else
-    pretrained here; ``pretrain`` pretrains it in any case.
+    ``small`` builds the reduced unit-test world (seconds). ``backbone`` (``"clip"``, the default, or
+    ``"siglip"``; or ``spec.backbone``) is the model's family: a SigLIP world is pretrained with SigLIP's
+    sigmoid loss (:mod:`tgazsr.world.pretraining`) and lives in its own root. The model is the
+    package's shipped pretrained CLIP when one matches the spec and seed (:mod:`tgazsr.world.shipped`;
+    none is shipped for SigLIP), else pretrained here; ``pretrain`` pretrains it in any case.
     """
-    from .pretraining import pretrain_clip, save_model
+    from . import pretraining
     from .shipped import load_shipped, shipped_folder
-    from .tokenizer import make_tokenizer
 
-    spec = spec or (WorldSpec.reduced() if small else WorldSpec())
-    root = os.path.abspath(str(root) if root is not None else default_root(seed, small))
+    if spec is None:
+        spec = WorldSpec.default(small, backbone or "clip")
+    elif backbone is not None and backbone != spec.backbone:
+        raise ValueError(f"build_world got backbone={backbone!r} and a spec of backbone {spec.backbone!r}: pass one.")
+    root = os.path.abspath(str(root) if root is not None else default_root(seed, small, spec.backbone))
     paths = WorldPaths.under(root, spec)
     with file_lock(root.rstrip(os.sep) + ".lock"):
         if force and os.path.exists(root):
@@ -198,7 +206,6 @@ def build_world(
                 ds = build_pretraining_set(images, objects, captions)
                 put_atomically(paths.pretrain, _save_split(ds, TRAIN_SPLIT))
             if need_model:
-                tokenizer = make_tokenizer()
                 shipped = None if pretrain else load_shipped(spec, seed)
                 if shipped is not None:
                     model, record = shipped
@@ -206,13 +213,13 @@ def build_world(
                     logger.info("the world's CLIP: the shipped pretrained model (%s; --pretrain pretrains it here)",
                                 shipped_folder(seed))
                 else:
-                    logger.info("the world's CLIP: pretraining %s", "(--pretrain)" if pretrain else
+                    logger.info("the world's %s: pretraining %s", spec.backbone, "(--pretrain)" if pretrain else
                                 "(no shipped model for this spec and seed)")
-                    model, train_info = pretrain_clip(images, objects, spec, seed=seed, tokenizer=tokenizer)
+                    model, train_info = pretraining.pretrain_model(images, objects, spec, seed=seed)
                 info["pretraining"] = train_info
 
                 def write_model(tmp):
-                    save_model(model, tmp, spec, tokenizer)
+                    pretraining.save_model(model, tmp, spec)
                     with open(os.path.join(tmp, "pretraining.json"), "w") as f:
                         json.dump(train_info, f, indent=2)
 

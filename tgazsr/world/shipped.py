@@ -10,6 +10,10 @@ world --pretrain`` pretrains from scratch instead, and the slow test
 ``test_the_shipped_model_is_what_pretraining_gives`` checks that a fresh pretraining reaches the
 shipped model's accuracy.
 
+Only the CLIP world's model is shipped. A SigLIP world (``tgazsr world --backbone siglip``) always
+pretrains: its spec's fingerprint includes the backbone (``WorldSpec.fingerprint``), so no shipped
+record matches it.
+
 To ship the model of a new spec (after a change of the world): build it with ``tgazsr world
 --pretrain --root R`` and run ``python -m tgazsr.world.shipped R`` (it copies R's model weights and
 pretraining record here).

@@ -45,6 +45,9 @@ SIZES = ("small", "large")
 ATTRIBUTES = ("shape", "colour", "pattern", "size")
 VALUES = {"shape": SHAPES, "colour": COLOURS, "pattern": PATTERNS, "size": SIZES}
 
+#: The model families the world pretrains: CLIP (softmax contrastive loss) or SigLIP (sigmoid loss).
+BACKBONES = ("clip", "siglip")
+
 #: The training prompt of the real recipe (no period), used for ``train/`` and ``objects``.
 TRAIN_TEMPLATE = "This is a photo of a {}"
 
@@ -82,8 +85,15 @@ class ObjectSpec:
 
 @dataclass
 class WorldSpec:
-    """Sizes of the world, of the model and of its pretraining."""
+    """Sizes of the world, of the model and of its pretraining, and the model's family.
 
+    ``backbone`` is ``"clip"`` (a CLIP pretrained with CLIP's contrastive loss) or ``"siglip"`` (a
+    SigLIP pretrained with SigLIP's sigmoid loss; :mod:`.pretraining`). The images, captions and sets
+    are the same for both. A SigLIP has no projection: its joint space is ``vision_width`` wide and
+    ``projection_dim`` is CLIP's only.
+    """
+
+    backbone: str = "clip"
     image_size: int = IMAGE_SIZE
     patch_size: int = PATCH_SIZE
     n_pretrain: int = 25600
@@ -110,6 +120,13 @@ class WorldSpec:
     report_steps: int = 20
 
     @classmethod
+    def default(cls, small: bool = False, backbone: str = "clip") -> "WorldSpec":
+        """The default world (``small``: the reduced one) of ``backbone``'s family."""
+        if backbone not in BACKBONES:
+            raise ValueError(f"Unknown world backbone {backbone!r}: choose one of {', '.join(BACKBONES)}.")
+        return dataclasses.replace(cls.reduced() if small else cls(), backbone=backbone)
+
+    @classmethod
     def reduced(cls) -> "WorldSpec":
         """The unit-test world: a few hundred images, a tiny model, seconds of pretraining."""
         return cls(
@@ -130,7 +147,12 @@ class WorldSpec:
         )
 
     def fingerprint(self) -> str:
-        """Identifies what gets built: the attack budget and the report do not change the world."""
+        """Identifies what gets built: the attack budget and the report do not change the world.
+
+        ``backbone`` enters it for a SigLIP world only, so that a CLIP world's fingerprint (the key of
+        the shipped model, :mod:`.shipped`) is the one it had before SigLIP worlds existed."""
         built = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("eps", "report_steps", "threads")}
+        if built["backbone"] == "clip":
+            del built["backbone"]
         payload = json.dumps(built | {"version": WORLD_VERSION}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -1,10 +1,15 @@
-"""The world's character-level CLIP tokenizer and its image processor, built offline.
+"""The world's character-level CLIP tokenizer and its image processors, built offline.
 
 The tokenizer is a ``CLIPTokenizer`` over the 256 byte-level symbols, their ``</w>`` (end of
 word) forms, ``<|startoftext|>`` (512) and ``<|endoftext|>`` (513), with no merges: one token
 per character. The model's text config carries these real ids (bos 512, eos = pad 513):
 transformers pools the text tower at ``argmax(input_ids)`` only for the legacy
 ``eos_token_id == 2``, and at the first EOS token otherwise, which is the right place here.
+
+The world's SigLIP uses the same tokenizer with ``model_max_length`` 64: SigLIP's prompts are padded
+to 64 tokens (``padding="max_length"``) and its text tower reads the last position, a pad (= EOS)
+token, as the real SigLIP tokenizer pads with its EOS token. Every caption and prompt of the world
+fits in 64 tokens (``tests/test_world_siglip.py`` checks the longest).
 """
 
 from __future__ import annotations
@@ -49,8 +54,9 @@ def character_vocab() -> dict[str, int]:
     return vocab
 
 
-def make_tokenizer():
-    """A character-level ``CLIPTokenizer`` (byte-level symbols, no merges), built offline.
+def make_tokenizer(max_length: int = MAX_TEXT_LENGTH):
+    """A character-level ``CLIPTokenizer`` (byte-level symbols, no merges), built offline;
+    ``max_length`` is its ``model_max_length`` (77 for CLIP, 64 for the world's SigLIP).
 
     In transformers 5 the constructor takes the vocabulary and merges themselves
     (``vocab=``, ``merges=``); the old ``vocab_file=``/``merges_file=`` keywords are
@@ -58,7 +64,7 @@ def make_tokenizer():
     """
     from transformers import CLIPTokenizer
 
-    tokenizer = CLIPTokenizer(vocab=character_vocab(), merges=[], model_max_length=MAX_TEXT_LENGTH)
+    tokenizer = CLIPTokenizer(vocab=character_vocab(), merges=[], model_max_length=max_length)
     if not (
         len(tokenizer) == VOCAB_SIZE
         and tokenizer.eos_token_id == EOS_TOKEN_ID
@@ -88,5 +94,22 @@ def make_image_processor(size: int = IMAGE_SIZE):
         do_normalize=True,
         image_mean=list(CLIP_MEAN),
         image_std=list(CLIP_STD),
+        do_convert_rgb=True,
+    )
+
+
+def make_siglip_image_processor(size: int = IMAGE_SIZE):
+    """``SiglipImageProcessor`` for the world's images: resize to ``size`` x ``size``, SigLIP's mean = std = 0.5."""
+    from transformers import SiglipImageProcessor
+
+    return SiglipImageProcessor(
+        do_resize=True,
+        size={"height": size, "width": size},
+        resample=Image.BICUBIC,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
         do_convert_rgb=True,
     )
