@@ -192,6 +192,9 @@ def robust_columns(bench: dict) -> dict[str, str]:
             raise ValueError(f"a defended run without its {threat} column (columns: {', '.join(keys)}): run both "
                              "threat models; a defense's non-adaptive number is not reported without the adaptive one.")
         columns[threat] = found[0]
+    worst = [k for k in keys if k.startswith("worst@")]
+    if worst:  # the harness's robust accuracy: a sample survives every attack under both threat models
+        columns["worst"] = worst[0]
     return columns
 
 
@@ -230,7 +233,7 @@ def _stats(entries: list[dict], columns: dict[str, str]) -> dict:
 
 
 ROLE_TEXT = {"white_box": "robust: white-box PGD", "non_adaptive": "robust: non-adaptive",
-             "adaptive": "robust: adaptive"}
+             "adaptive": "robust: adaptive", "worst": "robust: both"}
 
 
 def _cell(s: dict, k: str) -> str:
@@ -277,18 +280,19 @@ def markdown(summary: dict, meta: dict) -> str:
                f"{d.get('score_draws')} scoring draw)" if d else "")
             + (f"; {', '.join(map(str, samples))} images per set" if samples else "")
             + (f"; {d.get('name')} settings: {settings}" if settings else "")
-            + ". avg clean is the defended classifier's; the model's own is in the json. Per-set cells of a "
-              "defended row: non-adaptive / adaptive / clean.")
+            + "; **robust: both**, the harness's robust accuracy: a sample counts when it survives both attacks "
+              "(per-sample worst case). avg clean is the defended classifier's; the model's own is in the json. "
+              "Per-set cells of a defended row: non-adaptive / adaptive / clean.")
     caption.append("Rows run: " + "; ".join(f"{', '.join(rows)}: {when}" for when, rows in groups.items()) + ".")
     lines = [
         " ".join(caption),
         "",
         "| method | " + " | ".join(ROLE_TEXT.values()) + " | avg clean | "
         + " | ".join(f"{s} robust / clean" for s in sets) + " |",
-        "|---|---|---|---|---|" + "---|" * len(sets),
+        "|---|" + "---|" * (len(ROLE_TEXT) + 1 + len(sets)),
     ]
     for row, s in summary.items():
-        roles = list(s["columns"])
+        roles = [r for r in s["columns"] if r != "worst"]
         per = " | ".join(" / ".join(_cell(s["sets"][n], r) for r in [*roles, "clean"]) for n in sets)
         robust = " | ".join(_cell(s["average"], r) for r in ROLE_TEXT)
         lines.append(f"| {title(row)} | {robust} | {_cell(s['average'], 'clean')} | {per} |")

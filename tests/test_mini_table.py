@@ -75,20 +75,21 @@ def test_undefended_and_defended_rows_get_their_own_robust_columns():
     summary = mini_table.summarize(runs, {"tga_zsr+ttc": dict(META, note="other work shared the cores")})
     assert summary["clip"]["columns"] == {"white_box": f"pgd@{EPS}"}
     assert summary["tga_zsr+ttc"]["columns"] == {"non_adaptive": f"non_adaptive:pgd@{EPS}",
-                                                  "adaptive": f"adaptive:pgd@{EPS}"}
+                                                  "adaptive": f"adaptive:pgd@{EPS}", "worst": f"worst@{EPS}"}
     assert summary["clip"]["average"]["white_box"] == pytest.approx(15.0)
     assert summary["clip"]["average"]["white_box_sd"] == pytest.approx(1.4142, abs=1e-3)
     assert summary["tga_zsr+ttc"]["average"]["clean_undefended"] == pytest.approx(70.0)
     text = mini_table.markdown(summary, dict(META, seeds=[0, 1], date="2026-11-25"))
     header = next(line for line in text.splitlines() if line.startswith("| method"))
-    assert [c.strip() for c in header.strip("|").split("|")][:5] == [
-        "method", "robust: white-box PGD", "robust: non-adaptive", "robust: adaptive", "avg clean"]
+    assert [c.strip() for c in header.strip("|").split("|")][:6] == [
+        "method", "robust: white-box PGD", "robust: non-adaptive", "robust: adaptive", "robust: both", "avg clean"]
     rows = table_rows(text)
-    assert rows["CLIP"][:4] == ["15.0 ± 1.4", "–", "–", "77.0 ± 0.0"]
+    assert rows["CLIP"][:5] == ["15.0 ± 1.4", "–", "–", "–", "77.0 ± 0.0"]
     # a defense's non-adaptive number never stands without its adaptive one
-    assert rows["TTC on TGA-ZSR"][:4] == ["–", "50.0 ± 0.0", "20.0 ± 0.0", "60.0 ± 0.0"]
-    assert rows["TTC on TGA-ZSR"][4] == "50.0 ± 0.0 / 20.0 ± 0.0 / 60.0 ± 0.0"  # non-adaptive / adaptive / clean
-    assert rows["CLIP"][4] == "15.0 ± 1.4 / 77.0 ± 0.0"
+    assert rows["TTC on TGA-ZSR"][:5] == ["–", "50.0 ± 0.0", "20.0 ± 0.0", "20.0 ± 0.0", "60.0 ± 0.0"]
+    assert rows["TTC on TGA-ZSR"][5] == "50.0 ± 0.0 / 20.0 ± 0.0 / 60.0 ± 0.0"  # non-adaptive / adaptive / clean
+    assert rows["CLIP"][5] == "15.0 ± 1.4 / 77.0 ± 0.0"
+    assert all(len(cells) == len(rows["CLIP"]) for cells in rows.values())
     caption = text.splitlines()[0]
     assert "EOT over 2 draws" in caption and "100 images per set" in caption and "bpda" in caption
     assert "CLIP: seeds 0, 1, run 2026-11-25 on a test machine" in caption  # rows without provenance: the meta's
