@@ -114,12 +114,14 @@ def run_one(method: str, seed: int, out_root: str, extra: list[str]) -> dict:
         if done.get("argv") == argv:
             print(f"[mini-table] {method} seed {seed}: finished earlier ({marker}); reusing it.", flush=True)
             return done["benchmark"]
+    started = time.time()
     if method == "clip":  # no training: the world's base model under the same evaluation
         model_args, cfg = protocol_config(common)
         bench = evaluate_after_training(out, cfg.eval_datasets, cfg, model_name_or_path=model_args.model_name_or_path,
                                         results_dir=os.path.join(out, "eval"))["benchmark"]
     else:
         bench = train.main([*argv, "--overwrite_output_dir", "true"])["benchmark"]  # an unfinished run restarts
+    bench["run_seconds"] = time.time() - started  # training and evaluation, for the caption
     os.makedirs(out, exist_ok=True)
     with open(marker + ".tmp", "w") as f:
         json.dump({"argv": argv, "benchmark": bench}, f)
@@ -164,7 +166,9 @@ def run_defended(row: str, seed: int, out_root: str, extra: list[str], defense_a
         model = os.path.join(out_root, f"{method}-seed{seed}")
     args = training_eval_arguments(model, cfg.eval_datasets, cfg, os.path.join(out, "eval"), defense=defense,
                                    max_samples=defense_args["max_samples"], eot_draws=defense_args["eot_draws"])
+    started = time.time()
     bench = run_evaluation(args)
+    bench["run_seconds"] = time.time() - started  # the defended evaluation alone, for the caption
     if bench.get("errors"):
         raise RuntimeError(f"{row} seed {seed}: datasets failed to load: {bench['errors']}")
     os.makedirs(out, exist_ok=True)
@@ -409,7 +413,7 @@ def main(argv=None) -> dict:
     defense_args = {"max_samples": args.defense_max_samples, "eot_draws": args.eot_draws}
     start = time.time()
     for row in [r for r in ROWS if r in args.methods]:
-        runs[row], t_row = [], time.time()
+        runs[row] = []
         for seed in args.seeds:
             t = time.time()
             if split_row(row)[1]:
@@ -422,8 +426,8 @@ def main(argv=None) -> dict:
             print(f"[mini-table] {row} seed {seed}: clean {100 * avg['clean_accuracy']:.1f}, {cells} "
                   f"({time.time() - t:.0f} s)", flush=True)
             provenance[row] = {"seeds": args.seeds[:len(runs[row])], "date": time.strftime("%Y-%m-%d"),
-                               "machine": machine_name(args), "minutes": (time.time() - t_row) / 60,
-                               "note": args.machine_note}
+                               "machine": machine_name(args), "note": args.machine_note,
+                               "minutes": sum(b.get("run_seconds", 0.0) for b in runs[row]) / 60}
             report(runs, args, protocol, start, provenance)  # partial tables survive an interrupted run
     return report(runs, args, protocol, start, provenance)
 
