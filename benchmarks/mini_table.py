@@ -24,6 +24,7 @@ not run now, each with the seeds, date and machine it was run with.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -143,7 +144,9 @@ def protocol_config(argv: list[str]):
 def run_defended(row: str, seed: int, out_root: str, extra: list[str], defense_args: dict) -> dict:
     """A defended row: the row's model (the base CLIP, or the method trained under the protocol, which
     runs first when it has not) evaluated with the defense under both threat models, on the first
-    ``defense_args['max_samples']`` images of each set. Read back when finished earlier with the same settings."""
+    ``defense_args['max_samples']`` images of each set; a trained model's defense measures with the
+    world's base CLIP where it has a base model (TTC's tau, as TTC does for a fine-tuned CLIP). Read
+    back when finished earlier with the same settings."""
     from tgazsr.evaluation import run_evaluation, training_eval_arguments
 
     method, defense = split_row(row)
@@ -151,7 +154,7 @@ def run_defended(row: str, seed: int, out_root: str, extra: list[str], defense_a
     common = [protocol_recipe(method, out_root), "--output_dir", out, "--seed", str(seed), *extra]
     if method != "clip":
         common += method_overrides(method)
-    key = {"argv": common, "defense": defense, **defense_args}
+    key = {"argv": common, "defense": defense, "reference": "base" if method != "clip" else "victim", **defense_args}
     marker = os.path.join(out, "run.json")
     if os.path.isfile(marker):
         with open(marker) as f:
@@ -164,8 +167,14 @@ def run_defended(row: str, seed: int, out_root: str, extra: list[str], defense_a
     if method != "clip":
         run_one(method, seed, out_root, extra)  # trains it, or reuses the finished run
         model = os.path.join(out_root, f"{method}-seed{seed}")
+    options = {}
+    reads_base = "base_model_name_or_path" in {f.name for f in dataclasses.fields(DEFENSES[defense].settings)}
+    if method != "clip" and reads_base:
+        # a fine-tuned victim: the defense's reference model (TTC's tau) is the world's base CLIP it was trained from
+        options = {defense: {"base_model_name_or_path": model_args.model_name_or_path}}
     args = training_eval_arguments(model, cfg.eval_datasets, cfg, os.path.join(out, "eval"), defense=defense,
-                                   max_samples=defense_args["max_samples"], eot_draws=defense_args["eot_draws"])
+                                   defense_options=options, max_samples=defense_args["max_samples"],
+                                   eot_draws=defense_args["eot_draws"])
     started = time.time()
     bench = run_evaluation(args)
     bench["run_seconds"] = time.time() - started  # the defended evaluation alone, for the caption
