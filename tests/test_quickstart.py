@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -22,6 +23,14 @@ def test_quickstart_recipe_parses_and_matches_the_world():
     assert data_args.synthetic_world and cfg.method == "tga_zsr" and cfg.compare_with_base
     assert cfg.train_eps == WORLD_EPS
     assert (cfg.alpha, cfg.beta) == (0.08, 0.05)
+    assert cfg.eval_attention_shift  # the quickstart's comparison reports the attention shift of both models
+    _, _, default = parse_recipe((ModelArguments, DataArguments, RobustTrainingConfig), ["--method", "tga_zsr"])
+    assert not default.eval_attention_shift  # off unless a recipe asks for it
+
+
+def shift_columns(table: str) -> list[str]:
+    header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+    return [c for c in header if "attention shift" in c]
 
 
 def test_quickstart_on_the_reduced_world(tmp_path):
@@ -35,6 +44,21 @@ def test_quickstart_on_the_reduced_world(tmp_path):
     assert len(results["benchmark"]["datasets"]) >= 4
     table = (out / "comparison.md").read_text()
     assert "base clean" in table and "tga_zsr pgd@8/255" in table
+    # the attention shift of both models, per dataset and on average, as columns of the comparison
+    assert shift_columns(table) == ["base attention shift pgd@8/255", "tga_zsr attention shift pgd@8/255"]
+    # a dataset has a shift exactly when the model classified some of its images correctly (the attacked ones)
+    measured = []
+    for bench in (results["benchmark"], results["base_benchmark"]):
+        for name, d in bench["datasets"].items():
+            assert ("pgd@8/255" in d.get("attention_shift", {})) == (d["clean_accuracy"] > 0), name
+        measured.append({n for n, d in bench["datasets"].items() if d["clean_accuracy"] > 0})
+        shifts = [d["attention_shift"]["pgd@8/255"] for d in bench["datasets"].values() if d.get("attention_shift")]
+        assert shifts and all(math.isfinite(v) and v > 0 for v in shifts)
+    common = measured[0] & measured[1]
+    trained = sum(results["benchmark"]["datasets"][n]["attention_shift"]["pgd@8/255"] for n in common) / len(common)
+    average = next(line for line in table.splitlines() if line.startswith("| **average** |"))
+    cells = [c.strip() for c in average.strip("|").split("|")]
+    assert float(cells[-1]) == pytest.approx(trained, abs=1e-3)
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
 
 

@@ -224,6 +224,15 @@ class RobustTrainingConfig(TrainingArguments):
             "(comparison.md in output_dir)."
         },
     )
+    eval_attention_shift: bool = field(
+        default=False,
+        metadata={
+            "help": "End of training: also report, for the trained model (and the base model with "
+            "compare_with_base), the attention shift per eval_datasets entry: the mean L2 distance between the "
+            "model's text-guided attention map for the true class on the clean and on the PGD image (the "
+            "evaluation's --attention_shift); a column of comparison.md."
+        },
+    )
     eval_steps_max_samples: int = field(
         default=256,
         metadata={
@@ -393,6 +402,7 @@ declare_limits(
     attack_loss=Limits(choices=OBJECTIVES),
     eval_max_samples=Limits(ge=0, hint="Set N >= 1 (the first N samples), or 0 (skip the check on eval_split; every "
                             "sample of eval_datasets)."), eval_attack_steps=_COUNT, eval_attack_stepsize=Limits(gt=0),
+    eval_attention_shift=Limits(),
     eval_steps_max_samples=_POSITIVE_INT, nonfinite_loss=Limits(choices=("stop", "skip")),
     # transformers.TrainingArguments' fields that change what is trained
     learning_rate=Limits(ge=0, hint="A negative rate would climb the loss; set a positive value (the reference uses 1e-4)."), weight_decay=_RATE, adam_beta1=Limits(ge=0, lt=1), adam_beta2=Limits(ge=0, lt=1),

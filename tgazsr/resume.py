@@ -82,7 +82,8 @@ EVALUATION_FIELDS = ("eval_strategy", "eval_steps", "eval_delay", "eval_on_start
                      "eval_accumulation_steps", "eval_do_concat_batches", "eval_use_gather_object",
                      "prediction_loss_only", "include_for_metrics", "batch_eval_metrics", "bf16_full_eval",
                      "fp16_full_eval", "eval_split", "eval_max_samples", "eval_attack_steps", "eval_attack_stepsize",
-                     "eval_steps_max_samples", "eval_datasets", "compare_with_base")
+                     "eval_steps_max_samples", "eval_datasets", "compare_with_base",
+                     "eval_attention_shift")
 NOT_COMPARED.update(dict.fromkeys(EVALUATION_FIELDS, _EVAL))
 
 

@@ -51,10 +51,12 @@ def evaluate_after_training(
 ) -> dict:
     """Evaluate the checkpoint in ``output_dir`` (or ``model_name_or_path``, e.g. the base model)
     on ``datasets`` and return ``{"benchmark": results}``; results go to ``results_dir``
-    (default ``<output_dir>/eval``). ``resolved``: the entries as training's preflight resolved
-    them (resolved here when not given)."""
+    (default ``<output_dir>/eval``), with the attention shift per dataset when
+    ``cfg.eval_attention_shift``. ``resolved``: the entries as training's preflight resolved them
+    (resolved here when not given)."""
     args = training_eval_arguments(model_name_or_path or output_dir, datasets, cfg,
-                                   results_dir or os.path.join(output_dir, "eval"))
+                                   results_dir or os.path.join(output_dir, "eval"),
+                                   attention_shift=bool(getattr(cfg, "eval_attention_shift", False)))
     return {"benchmark": run_evaluation(args, resolved=resolved)}
 
 

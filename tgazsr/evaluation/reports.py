@@ -360,12 +360,24 @@ def sanity_line(record: dict) -> str:
 
 
 def comparison_markdown(runs: dict[str, dict]) -> str:
-    """Side-by-side table (top-1 %) of several results dicts over their common datasets."""
+    """Side-by-side table (top-1 %) of several results dicts over their common datasets; with the
+    attention shift (``attention_shift`` in the results: the mean L2 distance between the text-guided
+    attention maps of the clean and the adversarial images) as a column per model and robust
+    column, when every model reports it."""
     names = list(runs)
     first = runs[names[0]]
     keys = sorted({k for r in first["datasets"].values() for k in r.get("robust", {})})
-    header = "| dataset | " + " | ".join(f"{n} clean | " + " | ".join(f"{n} {k}" for k in keys) for n in names) + " |"
-    rule = "|---|" + "---|" * (len(names) * (1 + len(keys)))
+    shift_keys = [k for k in keys if any(k in (d.get("attention_shift") or {}) for r in runs.values()
+                                         for d in r["datasets"].values())]
+    # the datasets where every model has a shift for the column (none without samples to attack)
+    measured = {k: [d for d in first["datasets"] if all(k in (r["datasets"].get(d, {}).get("attention_shift") or {})
+                                                        for r in runs.values())] for k in shift_keys}
+
+    def columns(n: str) -> list[str]:
+        return [f"{n} clean", *(f"{n} {k}" for k in keys), *(f"{n} attention shift {k}" for k in shift_keys)]
+
+    header = "| dataset | " + " | ".join(c for n in names for c in columns(n)) + " |"
+    rule = "|---|" + "---|" * (len(names) * (1 + len(keys) + len(shift_keys)))
     rows = []
     for dataset in first["datasets"]:
         cells = []
@@ -373,11 +385,25 @@ def comparison_markdown(runs: dict[str, dict]) -> str:
             r = runs[n]["datasets"].get(dataset, {})
             cells.append(_pct(r.get("clean_accuracy")))
             cells += [_pct(r.get("robust", {}).get(k)) for k in keys]
+            cells += [_num3((r.get("attention_shift") or {}).get(k)) for k in shift_keys]
         rows.append(f"| {os.path.basename(dataset.rstrip('/'))} | " + " | ".join(cells) + " |")
     avg = []
     for n in names:
         a = runs[n].get("average") or averages(runs[n]["datasets"])
         avg.append(_pct(a.get("clean_accuracy")))
         avg += [_pct((a.get("robust") or {}).get(k)) for k in keys]
+        shift = runs[n]["datasets"]
+        avg += [_num3(sum(shift[d]["attention_shift"][k] for d in measured[k]) / len(measured[k]) if measured[k]
+                      else None) for k in shift_keys]
     rows.append("| **average** | " + " | ".join(avg) + " |")
-    return "\n".join([header, rule, *rows]) + "\n"
+    lines = [header, rule, *rows]
+    if shift_keys:
+        lines += ["", "Accuracy in top-1 %. Attention shift: the mean L2 distance between the model's text-guided "
+                  "attention map for the true class on the clean and on the adversarial image of that column, over "
+                  "the samples it attacked (the smaller, the less the attack moved the attention); – where "
+                  "the model classified no image of the dataset correctly, so that nothing was attacked."]
+        partial = {k: v for k, v in measured.items() if len(v) < len(first["datasets"])}
+        if partial:
+            lines[-1] += " The average shift is over the datasets where every model has one: " + "; ".join(
+                f"{k}: {', '.join(os.path.basename(d.rstrip('/')) for d in v) or 'none'}" for k, v in partial.items()) + "."
+    return "\n".join(lines) + "\n"
