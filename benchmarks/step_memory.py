@@ -44,10 +44,11 @@ def one(args) -> dict:
     from tgazsr.data import collate
 
     gpu = torch.cuda.is_available()
+    numsteps = () if args.train_numsteps is None else ("--train_numsteps", str(args.train_numsteps))
     with tempfile.TemporaryDirectory() as tmp:
         trainer, train, _ = bench_trainer(tmp, args.arch, args.method, args.num_classes, args.batch_size,
                                           "--fp16", "false", "--activation_checkpointing",
-                                          str(args.activation_checkpointing).lower(),
+                                          str(args.activation_checkpointing).lower(), *numsteps,
                                           model_dir=getattr(args, "model_dir", None))
         model = trainer.model
         if args.activation_checkpointing:
@@ -83,8 +84,12 @@ def one(args) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="vit-b-32", help="vit-b-32, vit-l-14 or tiny (train_step.py's ARCHS)")
-    parser.add_argument("--method", default="tga_zsr", help="a recipe name in recipes/")
+    parser.add_argument("--arch", default="vit-b-32", help="vit-b-32, vit-l-14, vit-b-16, vit-l-14-224, vit-l-14-336, "
+                        "siglip-b-16 or tiny (train_step.py's ARCHS)")
+    parser.add_argument("--method", default="tga_zsr", help="a recipe name in recipes/ (tga_zsr, fare_siglip_b16, ...)")
+    parser.add_argument("--train_numsteps", type=int, help="the training attack's steps (default: the recipe's). The "
+                        "peak does not depend on it: each attack step's graph is freed before the next, so a CPU "
+                        "measurement of a 10-step attack may run 1 step")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[4, 8, 16])
     parser.add_argument("--num_classes", type=int, default=200)
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
@@ -101,6 +106,8 @@ def main():
     for b in args.batch_sizes:
         cmd = [sys.executable, __file__, "--arch", args.arch, "--method", args.method, "--num_classes",
                str(args.num_classes), "--precision", args.precision, "--batch_size", str(b)]
+        if args.train_numsteps is not None:
+            cmd += ["--train_numsteps", str(args.train_numsteps)]
         if args.activation_checkpointing:
             cmd.append("--activation_checkpointing")
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -109,6 +116,7 @@ def main():
     device = torch.cuda.get_device_name() if gpu else f"CPU ({platform.machine()})"
     what = "peak GPU memory (GiB)" if gpu else "weights + peak resident memory added by the steps (GiB)"
     print(f"<!-- {args.arch}, {args.method}, {args.num_classes} classes, {args.precision}"
+          f"{'' if args.train_numsteps is None else f', training attack {args.train_numsteps} step(s)'}"
           f"{', activation checkpointing' if args.activation_checkpointing else ''}, {device}, "
           f"torch {torch.__version__} -->")
     print(f"| batch | {what} |")

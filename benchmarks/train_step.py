@@ -47,6 +47,41 @@ ARCHS = {
         text=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
         projection_dim=768,
     ),
+    # The larger encoders of the recipes, their dims written from each checkpoint's config.json
+    # (https://huggingface.co/<id>/blob/main/config.json); vocab_size as there (the tokenizer here is
+    # character-level, its ids fit any vocabulary), so that the frozen text tower weighs what it weighs.
+    # ViT-B/16 as in openai/clip-vit-base-patch16
+    "vit-b-16": dict(
+        vision=dict(image_size=224, patch_size=16, hidden_size=768, intermediate_size=3072,
+                    num_hidden_layers=12, num_attention_heads=12),
+        text=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
+        projection_dim=512, vocab_size=49408,
+    ),
+    # ViT-L/14 at 224 px as in openai/clip-vit-large-patch14 (vit-l-14 above, with the real vocabulary)
+    "vit-l-14-224": dict(
+        vision=dict(image_size=224, patch_size=14, hidden_size=1024, intermediate_size=4096,
+                    num_hidden_layers=24, num_attention_heads=16),
+        text=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
+        projection_dim=768, vocab_size=49408,
+    ),
+    # ViT-L/14 at 336 px as in openai/clip-vit-large-patch14-336
+    "vit-l-14-336": dict(
+        vision=dict(image_size=336, patch_size=14, hidden_size=1024, intermediate_size=4096,
+                    num_hidden_layers=24, num_attention_heads=16),
+        text=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
+        projection_dim=768, vocab_size=49408,
+    ),
+    # SigLIP B/16 at 224 px as in google/siglip-base-patch16-224 (its config.json sets the text tower's
+    # width 768, MLP 3072, 12 heads, vocabulary 32000 and the patch 16; the rest are SiglipConfig's
+    # defaults: 12 layers per tower, 224 px, vision width 768, MLP 3072, 12 heads, 64 text positions)
+    "siglip-b-16": dict(
+        family="siglip",
+        vision=dict(image_size=224, patch_size=16, hidden_size=768, intermediate_size=3072,
+                    num_hidden_layers=12, num_attention_heads=12),
+        text=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                  max_position_embeddings=64),
+        vocab_size=32000,
+    ),
     "tiny": dict(
         vision=dict(image_size=32, patch_size=8, hidden_size=64, intermediate_size=128,
                     num_hidden_layers=2, num_attention_heads=2),
@@ -57,14 +92,20 @@ ARCHS = {
 
 
 def build_model(directory: str, arch: str) -> str:
+    """Save a randomly initialized model of ``arch`` (a CLIP, or a SigLIP for ``family="siglip"``) with the
+    character-level tokenizer and the family's image processor to ``directory``."""
     from conftest import write_char_tokenizer
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
     spec = ARCHS[arch]
+    if spec.get("family") == "siglip":
+        return build_siglip(directory, spec)
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
     tok = write_char_tokenizer()
     config = CLIPConfig(
-        text_config=dict(vocab_size=len(tok), max_position_embeddings=77, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **spec["text"]),
+        text_config=dict(vocab_size=spec.get("vocab_size", len(tok)), max_position_embeddings=77,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                         **spec["text"]),
         vision_config=spec["vision"],
         projection_dim=spec["projection_dim"],
     )
@@ -72,6 +113,25 @@ def build_model(directory: str, arch: str) -> str:
     size = spec["vision"]["image_size"]
     processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     CLIPProcessor(image_processor=processor, tokenizer=tok).save_pretrained(directory)
+    return directory
+
+
+def build_siglip(directory: str, spec: dict) -> str:
+    """A random SiglipModel of ``spec``'s dims, its text padded to 64 tokens as SigLIP's are."""
+    from conftest import write_char_tokenizer
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
+
+    tok = write_char_tokenizer()
+    tok.model_max_length = spec["text"]["max_position_embeddings"]
+    config = SiglipConfig(
+        text_config=dict(vocab_size=spec["vocab_size"], bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id, **spec["text"]),
+        vision_config=spec["vision"],
+    )
+    SiglipModel(config).save_pretrained(directory)
+    size = spec["vision"]["image_size"]
+    processor = SiglipImageProcessor(size={"height": size, "width": size})
+    SiglipProcessor(image_processor=processor, tokenizer=tok).save_pretrained(directory)
     return directory
 
 

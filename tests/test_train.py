@@ -98,6 +98,34 @@ def test_recipe_defaults_match_method_spec():
     assert tecoa.learning_rate == 1e-5
 
 
+TRAINING_RECIPES = sorted(p.name for p in RECIPES.glob("*.yaml") if not p.name.startswith("eval_"))
+#: The larger encoders' recipes: checkpoint and pixel normalization (SigLIP's are the checkpoint's own).
+LARGER = {"vit_b16": ("openai/clip-vit-base-patch16", "clip"), "vit_l14": ("openai/clip-vit-large-patch14", "clip"),
+          "vit_l14_336": ("openai/clip-vit-large-patch14-336", "clip"),
+          "siglip_b16": ("google/siglip-base-patch16-224", "auto")}
+
+
+@pytest.mark.parametrize("recipe", TRAINING_RECIPES)
+def test_every_training_recipe_parses(recipe):
+    _, _, cfg = parse([str(RECIPES / recipe)])
+    assert cfg.method in METHODS
+
+
+@pytest.mark.parametrize("method", ["tga_zsr", "fare"])
+@pytest.mark.parametrize("arch", sorted(LARGER))
+def test_larger_encoder_recipes_keep_the_method_and_its_reference_batch(method, arch):
+    model_args, data_args, cfg = parse([str(RECIPES / f"{method}_{arch}.yaml")])
+    _, base_data, base = parse([str(RECIPES / f"{method}.yaml")])
+    assert (model_args.model_name_or_path, model_args.pixel_normalization) == LARGER[arch]
+    assert cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps == 128  # the reference batch
+    for name in ("method", "train_eps", "train_numsteps", "train_stepsize", "learning_rate", "weight_decay", "optim",
+                 "num_train_epochs", "warmup_steps"):
+        assert getattr(cfg, name) == getattr(base, name), name
+    assert data_args.dataset_name == base_data.dataset_name
+    text = (RECIPES / f"{method}_{arch}.yaml").read_text()
+    assert "measured on CPU" in text and "MiB per image" in text
+
+
 def test_command_line_overrides_recipe():
     _, _, cfg = parse([str(RECIPES / "tga_zsr.yaml"), "--learning_rate", "5e-5", "--max_steps", "100", "--alpha", "0.2"])
     assert (cfg.learning_rate, cfg.max_steps, cfg.alpha) == (5e-5, 100, 0.2)

@@ -139,8 +139,8 @@ class DataArguments:
         default="clip",
         metadata={
             "help": "The synthetic world's model: 'clip' (its tiny CLIP, shipped with tgazsr) or 'siglip' (a tiny "
-            "SigLIP pretrained with SigLIP's sigmoid loss, in its own world root; pretrained on first use, a few "
-            "minutes on a CPU)."
+            "SigLIP pretrained with SigLIP's sigmoid loss, in its own world root; pretrained on first use, about 10 "
+            "minutes of one CPU core)."
         },
     )
 

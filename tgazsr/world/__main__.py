@@ -27,7 +27,8 @@ class WorldArguments:
     seed: int = setting(0, "Seed of the world.", ge=0)
     small: bool = setting(False, "The reduced unit-test world (seconds).")
     backbone: str = setting("clip", "The world's model: 'clip' (CLIP's contrastive loss; shipped for the default world) "
-                            "or 'siglip' (SigLIP's sigmoid loss; always pretrained here, a few minutes on a CPU).",
+                            "or 'siglip' (SigLIP's sigmoid loss; always pretrained here, about 10 minutes of one CPU "
+                            "core).",
                             choices=BACKBONES)
     force: bool = setting(False, "Rebuild even if a complete world exists.")
     pretrain: bool = setting(False, "Pretrain the world's model here even when the package ships it for this spec and "
