@@ -223,7 +223,7 @@ def summarize(runs: dict[str, list[dict]], provenance: dict[str, dict] | None = 
         summary[row] = {"columns": columns, "seeds": len(results), "sets": per_set,
                         "average": _stats([r["average"] for r in results], columns)}
         if "adaptive" in columns:
-            summary[row]["samples"] = max(d["samples"] for d in results[0]["datasets"].values())
+            summary[row]["samples"] = max(d["num_samples"] for d in results[0]["datasets"].values())
             summary[row]["defense"] = results[0].get("defense")
         if provenance and row in provenance:
             summary[row]["provenance"] = provenance[row]
@@ -283,7 +283,11 @@ def markdown(summary: dict, meta: dict) -> str:
     ]
     if defended:
         d = next(iter(defended.values())).get("defense") or {}
-        settings = ", ".join(f"{k} {v}" for k, v in (d.get("settings") or {}).items() if v is not None)
+        settings = ", ".join(f"{k} {v}" for k, v in (d.get("settings") or {}).items()
+                             if v is not None and k not in ("tau_reference", "base_model_name_or_path"))
+        reference = {"victim": "the model itself", "base": "the world's base CLIP"}
+        tau = {row: (r.get("defense") or {}).get("tau_reference") for row, r in defended.items()}
+        taus = "; ".join(f"{title(row)}: {reference.get(t, t)}" for row, t in tau.items() if t)
         samples = sorted({s.get("samples") for s in defended.values() if s.get("samples")})
         caption.append(
             "Defended rows (test-time defense around the row's model): **robust: non-adaptive**, PGD made on the "
@@ -293,6 +297,7 @@ def markdown(summary: dict, meta: dict) -> str:
                f"{d.get('score_draws')} scoring draw)" if d else "")
             + (f"; {', '.join(map(str, samples))} images per set" if samples else "")
             + (f"; {d.get('name')} settings: {settings}" if settings else "")
+            + (f"; tau measured by {taus}" if taus else "")
             + "; **robust: both**, the harness's robust accuracy: a sample counts when it survives both attacks "
               "(per-sample worst case). avg clean is the defended classifier's; the model's own is in the json. "
               "Per-set cells of a defended row: non-adaptive / adaptive / clean.")

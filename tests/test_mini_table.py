@@ -27,7 +27,7 @@ def bench(clean: float, robust: dict[str, float], defended: bool = False) -> dic
     """A results dict as the harness writes it: the same numbers on every set."""
     per = {}
     for name in SETS:
-        entry = {"clean_accuracy": clean, "robust": dict(robust), "samples": 100 if defended else 400}
+        entry = {"clean_accuracy": clean, "robust": dict(robust), "num_samples": 100 if defended else 400}
         if defended:
             entry.update(threat_models=["non_adaptive", "adaptive"], clean_accuracy_undefended=clean + 0.1)
         per[name] = entry
@@ -36,8 +36,8 @@ def bench(clean: float, robust: dict[str, float], defended: bool = False) -> dic
         average["clean_accuracy_undefended"] = clean + 0.1
     out = {"datasets": per, "average": average}
     if defended:
-        out["defense"] = {"name": "ttc", "settings": {"eps": 4.0, "steps": 2}, "adaptive_gradient": "bpda",
-                          "eot_draws": 2, "score_draws": 1}
+        out["defense"] = {"name": "ttc", "settings": {"eps": 4.0, "steps": 2, "tau_reference": "auto"},
+                          "adaptive_gradient": "bpda", "eot_draws": 2, "score_draws": 1, "tau_reference": "base"}
     return out
 
 
@@ -92,6 +92,8 @@ def test_undefended_and_defended_rows_get_their_own_robust_columns():
     assert all(len(cells) == len(rows["CLIP"]) for cells in rows.values())
     caption = text.splitlines()[0]
     assert "EOT over 2 draws" in caption and "100 images per set" in caption and "bpda" in caption
+    assert "ttc settings: eps 4.0, steps 2;" in caption  # the resolved reference, not 'auto', is named
+    assert "tau measured by TTC on TGA-ZSR: the world's base CLIP" in caption
     assert "CLIP: seeds 0, 1, run 2026-11-25 on a test machine" in caption  # rows without provenance: the meta's
     assert "TTC on TGA-ZSR: seed 0, run 2026-12-03 on a test machine, 3 min (other work shared the cores)" in caption
 
