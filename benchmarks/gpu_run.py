@@ -183,7 +183,7 @@ def section_memory(args, settings) -> None:
             start = time.perf_counter()
             got = one(argparse.Namespace(arch=arch, method="tga_zsr", num_classes=spec["num_classes"],
                                          precision=spec["precision"], activation_checkpointing=checkpointing,
-                                         batch_size=batch, model_dir=model_dir))
+                                         batch_size=batch, model_dir=model_dir, train_numsteps=None))
             points.append({"batch_size": batch, "gib": (got["bytes"] - left) / 2**30,
                            "seconds": time.perf_counter() - start})
             row = {"arch": arch, "activation_checkpointing": checkpointing, "precision": spec["precision"],

@@ -44,7 +44,8 @@ def one(args) -> dict:
     from tgazsr.data import collate
 
     gpu = torch.cuda.is_available()
-    numsteps = () if args.train_numsteps is None else ("--train_numsteps", str(args.train_numsteps))
+    steps = getattr(args, "train_numsteps", None)
+    numsteps = () if steps is None else ("--train_numsteps", str(steps))
     with tempfile.TemporaryDirectory() as tmp:
         trainer, train, _ = bench_trainer(tmp, args.arch, args.method, args.num_classes, args.batch_size,
                                           "--fp16", "false", "--activation_checkpointing",

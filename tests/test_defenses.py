@@ -195,6 +195,33 @@ def test_tau_is_measured_by_the_base_model_when_asked(victim, eval_world):
     assert not torch.allclose(victim_tau["tau"], base_tau["tau"])
 
 
+def test_auto_finds_the_base_model_that_a_trained_checkpoint_records(tmp_path, eval_world):
+    import json
+    import shutil
+
+    from tgazsr.defenses.ttc import recorded_base_model
+
+    base = tmp_path / "my_clip"
+    shutil.copytree(eval_world["clip_b"], base)
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    recipe = {"model": {"model_name_or_path": "my_clip"}, "training": {"method": "tga_zsr"}}  # as tgazsr.train writes it
+    (trained / "tgazsr_recipe.json").write_text(json.dumps(recipe))
+    assert recorded_base_model(str(trained)) == str(base)  # a published local name: the folder beside the checkpoint
+    recipe["model"]["model_name_or_path"] = str(base)
+    (trained / "tgazsr_recipe.json").write_text(json.dumps(recipe))
+    assert recorded_base_model(str(trained)) == str(base)
+    recipe["model"]["model_name_or_path"] = "openai/clip-vit-base-patch32"
+    (trained / "tgazsr_recipe.json").write_text(json.dumps(recipe))
+    assert recorded_base_model(str(trained)) == "openai/clip-vit-base-patch32"
+    recipe["model"]["model_name_or_path"] = "gone_clip"  # neither here nor a Hub id: the victim, said in the log
+    (trained / "tgazsr_recipe.json").write_text(json.dumps(recipe))
+    assert recorded_base_model(str(trained)) is None
+    (trained / "tgazsr_recipe.json").unlink()
+    (trained / "conversion.json").write_text(json.dumps({"base_model": str(base)}))
+    assert recorded_base_model(str(trained)) == str(base)
+
+
 def test_a_defended_classifier_is_attacked_through_its_logits(victim):
     model, text, x = victim
     y = model.classify(x, text).argmax(-1)

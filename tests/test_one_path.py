@@ -136,6 +136,10 @@ def test_a_method_defined_in_a_test_trains_two_steps(toy_method, tiny_clip, save
     assert "pull_weight" in card and "0.25" in card
     recorded = json.loads((out / "tgazsr_recipe.json").read_text())
     assert recorded["method"] == {"pull_weight": 0.25, "pull_prompt": "a blurry photo of a {}"}
+    # TTC's tau_reference auto finds the base model the trained checkpoint records.
+    from tgazsr.defenses.ttc import recorded_base_model
+
+    assert os.path.samefile(recorded_base_model(str(out)), model_args.model_name_or_path)
 
 
 def test_a_method_setting_given_to_another_method_is_an_error(toy_method, capsys):

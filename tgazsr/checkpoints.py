@@ -28,7 +28,7 @@ CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 #: What a finished run leaves in output_dir besides checkpoints.
 RUN_ARTIFACTS = (
     "model.safetensors", "config.json", "train_results.json", "comparison.md", "README.md", "tgazsr_recipe.json",
-    "eval", "eval_base", "eval_check", "lora_adapter", "trainer_state.json",
+    "run_recipe.json", "eval", "eval_base", "eval_check", "lora_adapter", "trainer_state.json",
 )
 
 

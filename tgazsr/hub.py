@@ -38,7 +38,7 @@ def hyperparameters(method_name: str, cfg) -> dict:
 #: Not uploaded: intermediate state, and the evaluation folders (their caches name local paths; the
 #: card and train_results.json carry the results).
 IGNORED_UPLOADS = ("checkpoint-*", "checkpoint-*/**", "runs/**", "*.pt", "*.pth", "*.bin", "training_args.bin",
-                   "eval/**", "eval_base/**", "eval_check/**")
+                   "eval/**", "eval_base/**", "eval_check/**", "run_recipe.json")
 
 
 def public_name(value):

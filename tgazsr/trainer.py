@@ -23,7 +23,7 @@ from transformers import Trainer
 from .attacks import pgd
 from .attacks.base import in_pixels
 from .finite import non_finite_tensors
-from .checkpoints import CHECKPOINT_RE, CheckpointError
+from .checkpoints import CheckpointError
 from .errors import UserError
 from .hub import public_name
 from .methods import Method, StepView
@@ -316,8 +316,8 @@ class RobustCLIPTrainer(Trainer):
             self.processing_class.save_pretrained(output_dir)
         with open(os.path.join(output_dir, "tgazsr_recipe.json"), "w") as f:
             json.dump(public_name(self.recipe), f, indent=2, default=str)  # no local paths in what is uploaded
-        if self.run_fields is not None and CHECKPOINT_RE.match(os.path.basename(os.path.normpath(output_dir))):
-            write_recipe(output_dir, self.run_fields)  # before trainer_state.json, which marks the checkpoint complete
+        if self.run_fields is not None:  # the local record (paths kept; never uploaded): resume and TTC's tau base read it
+            write_recipe(output_dir, self.run_fields)  # before trainer_state.json, which marks a checkpoint complete
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         """Load a checkpoint's weights strictly: exactly the tensors the model has, with their shapes

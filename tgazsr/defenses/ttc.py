@@ -174,23 +174,44 @@ class TauReference:
     fingerprint: str | None = None
 
 
-def recorded_base_model(model_name_or_path: str | None) -> str | None:
-    """The base model a checkpoint folder records (tgazsr.train's tgazsr_recipe.json, tgazsr.convert's
-    conversion.json) when it names one that can be found: a local folder or a Hub id ``org/name``."""
-    if not model_name_or_path or not os.path.isdir(model_name_or_path):
-        return None
-    for name, key in (("tgazsr_recipe.json", "model_name_or_path"), ("conversion.json", "base_model")):
-        path = os.path.join(model_name_or_path, name)
+def _recorded_names(folder: str):
+    """The base models a checkpoint folder records, as written: tgazsr.train's local run_recipe.json
+    (the path as given) and its published tgazsr_recipe.json (under ``model``; a local folder by its
+    name only), tgazsr.convert's conversion.json (``base_model``)."""
+    for name, keys in (("run_recipe.json", ("fields", "model_name_or_path")),
+                       ("tgazsr_recipe.json", ("model", "model_name_or_path")), ("conversion.json", ("base_model",))):
+        path = os.path.join(folder, name)
         if not os.path.isfile(path):
             continue
         try:
             with open(path, encoding="utf-8") as f:
-                value = json.load(f).get(key)
-        except (OSError, ValueError, AttributeError):
+                value = json.load(f)
+            for key in keys:
+                value = value.get(key) if isinstance(value, dict) else None
+        except (OSError, ValueError):
             continue
-        if isinstance(value, str) and value and (os.path.isdir(value) or value.count("/") == 1):
-            if os.path.abspath(value) != os.path.abspath(model_name_or_path):
-                return value
+        if isinstance(value, str) and value:
+            yield value
+
+
+def recorded_base_model(model_name_or_path: str | None) -> str | None:
+    """The base model a checkpoint folder records when it names one that can be found: a Hub id
+    ``org/name``, or a local folder (as written, or, since a published recipe keeps only a local
+    folder's name, a folder of that name beside the checkpoint)."""
+    if not model_name_or_path or not os.path.isdir(model_name_or_path):
+        return None
+    here = os.path.abspath(model_name_or_path)
+    for value in _recorded_names(model_name_or_path):
+        beside = os.path.join(os.path.dirname(here), value)
+        for candidate in (value, beside):
+            if os.path.isdir(candidate) and os.path.isfile(os.path.join(candidate, "config.json")):
+                if os.path.abspath(candidate) != here:
+                    return candidate
+        if value.count("/") == 1 and not os.path.isabs(value) and not os.path.exists(value):
+            return value  # a Hub id: loaded (from the cache when offline) by prepare_tau
+        logger.warning("TTC: %s records its base model as %r, which is not a folder here nor a Hub id; tau is "
+                       "measured by the victim unless --ttc_base_model_name_or_path names the base.",
+                       model_name_or_path, value)
     return None
 
 
