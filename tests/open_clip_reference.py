@@ -1,17 +1,19 @@
-"""Build a random open_clip CLIP and record its features, for tests/test_open_clip.py (run as a script).
+"""Build a random open_clip CLIP or SigLIP and record its features, for tests/test_open_clip.py (run as a script).
 
     python tests/open_clip_reference.py MODEL_CFG.json INPUTS.pt OUT.pt
 
 open_clip imports torchvision for its image transforms at import time. torchvision has no CPU
 build to match the pinned torch, so this script, in its own process, gives open_clip a stand-in
-module whose transforms raise if used: only the model classes run here (``open_clip.model.CLIP``,
-its ``encode_image`` and ``encode_text``), never a transform. Writes the model's state dict and its
-image and text features for the given normalized images and token ids.
+module whose transforms raise if used (timm, which builds a SigLIP's vision tower, imports its
+datasets and transforms too): only the model classes run here (``open_clip.model.CLIP`` or
+``CustomTextCLIP``, their ``encode_image`` and ``encode_text``), never a transform. Writes the
+model's state dict and its image and text features for the given normalized images and token ids.
 """
 
 from __future__ import annotations
 
 import enum
+import importlib.abc
 import importlib.machinery
 import json
 import sys
@@ -20,39 +22,76 @@ import types
 import torch
 
 
+class _Unavailable:
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("torchvision is not installed: open_clip's and timm's image transforms and datasets are "
+                           "not available here")
+
+
+class _StandIn(types.ModuleType):
+    """A torchvision module whose every attribute is a class that raises when used."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        value = type(name, (_Unavailable,), {})
+        setattr(self, name, value)
+        return value
+
+
+INTERPOLATION = enum.Enum("InterpolationMode", {
+    "NEAREST": "nearest", "NEAREST_EXACT": "nearest-exact", "BILINEAR": "bilinear", "BICUBIC": "bicubic",
+    "BOX": "box", "HAMMING": "hamming", "LANCZOS": "lanczos"})
+
+
+class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "torchvision" or fullname.startswith("torchvision."):
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        module = _StandIn(spec.name)
+        module.__path__ = []
+        if spec.name == "torchvision":
+            module.__version__ = "stand-in"
+        if spec.name in ("torchvision.transforms", "torchvision.transforms.functional"):
+            module.InterpolationMode = INTERPOLATION  # read at import time by open_clip and timm
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
 def _torchvision_stand_in() -> None:
-    names = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional", "torchvision.ops",
-             "torchvision.ops.misc")
-    modules = {name: types.ModuleType(name) for name in names}
-    for name, module in modules.items():
-        module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    """Every ``torchvision[.x]`` import gives a stand-in module (model classes need none of it)."""
+    sys.meta_path.insert(0, _StandInFinder())
 
-    class Unavailable:
-        def __init__(self, *args, **kwargs):
-            raise RuntimeError("torchvision is not installed: open_clip's image transforms are not available here")
 
-    transforms = modules["torchvision.transforms"]
-    for name in ("Normalize", "Compose", "RandomResizedCrop", "ToTensor", "Resize", "CenterCrop", "ColorJitter",
-                 "Grayscale", "RandomApply", "RandomGrayscale"):
-        setattr(transforms, name, type(name, (Unavailable,), {}))
-    transforms.InterpolationMode = enum.Enum("InterpolationMode", {"NEAREST": "nearest", "BILINEAR": "bilinear",
-                                                                   "BICUBIC": "bicubic", "LANCZOS": "lanczos"})
-    modules["torchvision.ops.misc"].FrozenBatchNorm2d = type("FrozenBatchNorm2d", (torch.nn.Module,), {})
-    modules["torchvision"].__version__ = "stand-in"
-    modules["torchvision"].transforms, modules["torchvision"].ops = transforms, modules["torchvision.ops"]
-    transforms.functional = modules["torchvision.transforms.functional"]
-    modules["torchvision.ops"].misc = modules["torchvision.ops.misc"]
-    sys.modules.update(modules)
+def _build(model_cfg: dict):
+    """open_clip's model for ``model_cfg``: ``CLIP``, or ``CustomTextCLIP`` for a SigLIP (a timm
+    trunk). ``timm_overrides`` (a test's, not open_clip's) shrinks the named timm architecture:
+    ``timm.create_model`` is called by open_clip as usual, with these sizes added."""
+    from open_clip.model import CLIP, CustomTextCLIP
+
+    overrides = model_cfg.pop("timm_overrides", None)
+    if overrides:
+        import timm
+
+        create = timm.create_model
+        timm.create_model = lambda name, **kwargs: create(name, **{**kwargs, **overrides})
+    if model_cfg.pop("custom_text", False):
+        return CustomTextCLIP(**model_cfg)
+    return CLIP(**model_cfg)
 
 
 def main(model_cfg_path: str, inputs_path: str, out_path: str) -> None:
     _torchvision_stand_in()
     import open_clip
-    from open_clip.model import CLIP
 
     model_cfg = json.loads(open(model_cfg_path).read())
     torch.manual_seed(model_cfg.pop("seed", 0))
-    model = CLIP(**model_cfg).eval()
+    model = _build(model_cfg).eval()
     with torch.no_grad():  # open_clip's init leaves LayerNorms at 1/0 and some weights tiny: move every weight
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)

@@ -1,4 +1,5 @@
-"""Convert OpenAI-CLIP and open_clip checkpoints into plain ``CLIPModel`` directories.
+"""Convert OpenAI-CLIP and open_clip checkpoints into plain ``CLIPModel`` directories, and
+open_clip SigLIPs into plain ``SiglipModel`` ones (:mod:`tgazsr.convert.siglip` holds their table).
 
     tgazsr convert hf-hub:chs20/fare2-clip outputs/fare2-clip
     tgazsr convert fare2-clip outputs/fare2-clip                       (a name of the zoo, zoo.yaml)
@@ -64,7 +65,8 @@ The modules, one concern each: ``reading`` (checkpoint files and open_clip folde
 (sizes from the shapes, the tower configs), ``keys`` (the key mapping), ``model`` (the CLIPModel and its
 strict checks), ``sources`` (a local path, ``hf-hub:``, a zoo name), ``tokenizer`` (the tokenizer and
 the image processor), ``writing`` (the output folder), ``cache`` (:func:`load_model_or_convert`),
-``cli`` (``tgazsr convert``) and ``zoo`` (``zoo.yaml``, the published robust CLIPs).
+``cli`` (``tgazsr convert``), ``zoo`` (``zoo.yaml``, the published robust CLIPs) and ``siglip``
+(open_clip's SigLIP: its sizes, key mapping and strict SiglipModel).
 """
 
 from ..modeling import CLIP_MEAN, CLIP_STD

@@ -8,7 +8,7 @@ import os
 from ..errors import UserError
 
 #: Bumped when the converter's output changes: part of the cache key of load_model_or_convert.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 #: OpenAI's BPE tokenizer: <|startoftext|> and <|endoftext|> (the token the text tower pools at).
 BOT_TOKEN_ID = 49406
 EOT_TOKEN_ID = 49407

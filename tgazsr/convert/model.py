@@ -12,14 +12,13 @@ from .architecture import infer_architecture, _text_config, _vision_config
 from .base import ConversionError, public
 from .keys import _Source, _map_text, _map_vision
 from .reading import _kind, _pick_state_dict, normalize_state_dict
+from .siglip import convert_siglip, is_siglip, siglip_architecture
 
 logger = logging.getLogger("tgazsr.convert")
 
 
 def _load_base(base_model):
-    from transformers import CLIPModel
-
-    if isinstance(base_model, CLIPModel):
+    if isinstance(base_model, torch.nn.Module):
         return base_model
     from ..modeling import load_clip
 
@@ -54,6 +53,9 @@ def _convert(state_dict: Mapping[str, torch.Tensor], *, quick_gelu: bool | None 
     kind = _kind(sd)
     if kind == "resnet" or kind is None or kind == "text":
         _pick_state_dict(sd, where)  # raises the error that says what is missing
+    if is_siglip(sd):
+        return _convert_siglip(sd, model_cfg=model_cfg, base_model=base_model, quick_gelu=quick_gelu,
+                               vision_heads=vision_heads, text_heads=text_heads, where=where)
     arch = infer_architecture(sd, model_cfg, vision_heads, text_heads)
     vision_only = arch["text"] is None
     base = None
@@ -108,6 +110,20 @@ def _convert(state_dict: Mapping[str, torch.Tensor], *, quick_gelu: bool | None 
     source_dtypes = sorted({str(v.dtype).replace("torch.", "") for v in sd.values() if v.is_floating_point()})
     info = {"architecture": arch, "vision_only": vision_only, "quick_gelu": use_quick, "quick_gelu_from": act_from,
             "hidden_act": hidden_act, "source_dtype": source_dtypes}
+    return model, info
+
+
+def _convert_siglip(sd, *, model_cfg, base_model, quick_gelu, vision_heads, text_heads, where):
+    if quick_gelu:
+        raise ConversionError(f"{where} is an open_clip SigLIP, which computes GELU, not QuickGELU: leave --quick_gelu "
+                              "unset.")
+    arch = siglip_architecture(sd, model_cfg, vision_heads=vision_heads, text_heads=text_heads)
+    base = _load_base(base_model) if arch["text"] is None and base_model is not None else None
+    model = convert_siglip(sd, arch, base=base, where=where)
+    acts = {arch["vision"]["hidden_act"], model.config.text_config.hidden_act}
+    source_dtypes = sorted({str(v.dtype).replace("torch.", "") for v in sd.values() if v.is_floating_point()})
+    info = {"architecture": arch, "vision_only": arch["text"] is None, "quick_gelu": False,
+            "quick_gelu_from": "open_clip SigLIP", "hidden_act": "/".join(sorted(acts)), "source_dtype": source_dtypes}
     return model, info
 
 

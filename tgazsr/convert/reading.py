@@ -14,6 +14,7 @@ import torch
 
 from ..files import read_json_object
 from .base import CHECKPOINT_SUFFIXES, OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, TOKENIZER_FILES, ConversionError
+from .siglip import is_siglip
 
 #: Keys of OpenAI's JIT state dicts that are metadata, not weights; ``attn_mask`` is the causal mask
 #: (a constant buffer) that some open_clip versions saved.
@@ -134,12 +135,16 @@ def normalize_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, to
         out[key] = value
     if "conv1.weight" in out and "class_embedding" in out and "visual.conv1.weight" not in out:
         out = {f"visual.{k}": v for k, v in out.items()}
+    if "trunk.patch_embed.proj.weight" in out and "trunk.attn_pool.latent" in out:  # a SigLIP's model.visual
+        out = {f"visual.{k}": v for k, v in out.items()}
     return out
 
 
 def _kind(sd: Mapping[str, torch.Tensor]) -> str | None:
     if any(k.startswith("visual.layer1.") or k.startswith("visual.attnpool.") for k in sd):
         return "resnet"
+    if is_siglip(sd):  # open_clip's SigLIP: a timm trunk, the text tower under text.
+        return "full" if "text.token_embedding.weight" in sd else "vision"
     has_vision = "visual.conv1.weight" in sd
     has_text = "token_embedding.weight" in sd
     if has_vision and has_text:
