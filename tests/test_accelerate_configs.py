@@ -46,13 +46,27 @@ def test_deepspeed_config_builds_the_engine_settings(path):
     assert plugin.deepspeed_config["gradient_clipping"] == "auto"
 
 
-def test_fsdp_config_wraps_a_clip_layer_and_saves_full_weights():
-    from transformers.models.clip import modeling_clip
+@pytest.mark.parametrize("name, family", [("fsdp.yaml", "clip"), ("fsdp_siglip.yaml", "siglip")])
+def test_each_fsdp_config_wraps_its_backbones_own_layers(name, family, tiny_clip, tiny_siglip):
+    """The layer class each config wraps is the one its backbone's vision tower repeats, and the
+    other family's config is refused on it with the class to wrap (before anything is sharded)."""
+    from types import SimpleNamespace
 
-    block = yaml.safe_load((ROOT / "accelerate_configs" / "fsdp.yaml").read_text())["fsdp_config"]
-    assert block["fsdp_version"] == 2
-    assert block["fsdp_state_dict_type"] == "FULL_STATE_DICT"
-    assert hasattr(modeling_clip, block["fsdp_transformer_layer_cls_to_wrap"])
+    from tgazsr.errors import UserError
+    from tgazsr.modeling import ZeroShotCLIP, load_clip
+    from tgazsr.trainer import check_wrapped_layers
+
+    block = yaml.safe_load((ROOT / "accelerate_configs" / name).read_text())["fsdp_config"]
+    assert block["fsdp_version"] == 2 and block["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    folders = {"clip": tiny_clip, "siglip": tiny_siglip}
+    own = ZeroShotCLIP(load_clip(folders[family]))
+    other = ZeroShotCLIP(load_clip(folders["siglip" if family == "clip" else "clip"]))
+    plugin = SimpleNamespace(transformer_cls_names_to_wrap=[block["fsdp_transformer_layer_cls_to_wrap"]])
+    assert own.backbone.shard_unit_names(own.clip) == [block["fsdp_transformer_layer_cls_to_wrap"]]
+    check_wrapped_layers(plugin, own)
+    with pytest.raises(UserError, match=f"which this {type(other.clip).__name__} does not have.*"
+                                        f"{other.backbone.shard_unit_names(other.clip)[0]}"):
+        check_wrapped_layers(plugin, other)
 
 
 def test_slurm_script_is_valid_bash_and_uses_the_multi_node_config():

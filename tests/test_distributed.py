@@ -86,6 +86,25 @@ def test_fsdp2_two_processes_match_one_process(tiny_clip, saved_dataset, one_pro
     assert not (tmp_path / "fsdp" / "pytorch_model_fsdp.bin").exists()
 
 
+def test_fsdp2_on_a_siglip_matches_one_process(tiny_siglip, saved_dataset, tmp_path):
+    """accelerate_configs/fsdp_siglip.yaml: SigLIP's encoder layers sharded, its text tower, logit
+    scale and bias kept whole; two processes give one process's update and a plain SiglipModel."""
+    config = yaml.safe_load((ROOT / "accelerate_configs" / "fsdp_siglip.yaml").read_text())["fsdp_config"]
+    (tmp_path / "fsdp.json").write_text(json.dumps(config))
+    siglip = ["--pixel_normalization", "auto"]
+    single = run_timed([sys.executable, "-m", "tgazsr.train", *_args(tiny_siglip, saved_dataset, tmp_path / "one", 8),
+                        *siglip], env=ENV, measured_s=6, doing="one SigLIP training step on one process")
+    assert single.returncode == 0, single.stderr[-4000:]
+    args = _args(tiny_siglip, saved_dataset, tmp_path / "fsdp", 4) + siglip + [
+        "--fsdp", "true", "--fsdp_config", str(tmp_path / "fsdp.json")]
+    run = _two_ranks([str(ROOT / "tests" / "fsdp_on_cpu.py")], args, "an FSDP2 SigLIP training step on two processes")
+    assert run.returncode == 0, run.stderr[-4000:]
+    _assert_same_weights(tmp_path / "fsdp", tmp_path / "one", tiny_siglip)
+    from transformers import SiglipModel
+
+    SiglipModel.from_pretrained(str(tmp_path / "fsdp"))
+
+
 def test_fsdp_refuses_evaluation_while_training():
     from tgazsr.config import RobustTrainingConfig
     from tgazsr.recipes import RecipeError

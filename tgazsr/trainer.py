@@ -390,12 +390,30 @@ def keep_frozen_parts_whole(accelerator, model: ZeroShotCLIP) -> None:
     if is_peft(model.clip):
         raise UserError("LoRA with FSDP is not supported: LoRA trains few weights, so plain data parallel "
                         "(accelerate_configs/ddp.yaml) is the engine to use.")
+    check_wrapped_layers(plugin, model)
     parts = model.backbone.frozen_parts(model.clip)
     frozen = [p for p in parts if not isinstance(p, torch.nn.Parameter)]
     scalars = [p for p in parts if isinstance(p, torch.nn.Parameter)]
     if scalars and getattr(plugin, "fsdp_version", 1) == 2:  # FSDP2 takes parameters; a holder names the scalars
         frozen.append(torch.nn.ParameterList(scalars))
     plugin.ignored_modules = frozen
+
+
+def check_wrapped_layers(plugin, model: ZeroShotCLIP) -> None:
+    """The layer classes an FSDP config wraps (``fsdp_transformer_layer_cls_to_wrap``; the Trainer's
+    ``transformer_layer_cls_to_wrap``) are the model's own: a CLIP's config on a SigLIP is refused
+    before anything is sharded, naming the class to wrap."""
+    named = getattr(plugin, "transformer_cls_names_to_wrap", None) or []
+    named = [n.strip() for n in ([named] if isinstance(named, str) else named) for n in str(n).split(",") if n.strip()]
+    present = {type(m).__name__ for m in model.clip.modules()}
+    missing = [n for n in named if n not in present]
+    if missing:
+        own = ",".join(model.backbone.shard_unit_names(model.clip))
+        raise UserError(
+            f"The FSDP config wraps {', '.join(missing)}, which this {type(model.clip).__name__} does not have: its "
+            f"vision layers are {own}. Set fsdp_transformer_layer_cls_to_wrap: {own} in the accelerate config "
+            f"(accelerate_configs/fsdp{'_siglip' if own.startswith('Siglip') else ''}.yaml), or "
+            f"transformer_layer_cls_to_wrap in --fsdp_config.")
 
 
 class HeldOutSets:

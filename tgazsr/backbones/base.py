@@ -173,6 +173,12 @@ class Backbone:
         the forward pass."""
         raise NotImplementedError
 
+    @classmethod
+    def shard_unit_names(cls, model: nn.Module) -> list[str]:
+        """The class names of the trained tower's repeated layers: FSDP's units (the transformer
+        layer class an FSDP config wraps)."""
+        return sorted({type(layer).__name__ for layer in model.vision_model.encoder.layers})
+
 
 BACKBONES: Registry[type[Backbone]] = Registry("backbone")
 
