@@ -32,7 +32,7 @@ from tgazsr.defenses import (
     step_weights,
     unregister_defense,
 )
-from tgazsr.defenses.ttc import TauReferenceError, prepare_tau
+from tgazsr.defenses.ttc import SWITCH_MARGIN, TauReferenceError, prepare_tau
 from tgazsr.errors import run_command
 from tgazsr.evaluate import main as evaluate_main
 from tgazsr.evaluation import EvalArguments, load_model, run_evaluation
@@ -232,6 +232,86 @@ def test_a_defended_classifier_is_attacked_through_its_logits(victim):
     assert len(calls) == 2 * 3 and (x_adv - x).abs().max() <= 8 / 255 + 1e-6
     with pytest.raises(ValueError, match="image embeddings"):
         objective_loss("fare", defended, AttackTarget(y, text, reference_embeds=model(x).embeds))
+
+
+def _tau(model, x, settings, seed=0):
+    """TTC's tau at ``x`` for one fixed random start (the victim measures it)."""
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed)) * 2 * settings.eps / 255 - \
+        settings.eps / 255
+    parts = {}
+    with torch.no_grad():
+        counterattack(lambda z: model(z).embeds, x, noise, settings, parts=parts)
+    return parts["tau"]
+
+
+def test_the_switch_term_is_taus_ratio_to_the_threshold_capped(victim):
+    model, text, x = victim
+    settings = TTCSettings()
+    off = build_defended("ttc", model, text, settings, DefenseContext(sample_generators(0, range(6), "t")))
+    assert off.adaptive_term(x) is None  # weight 0: the logits alone
+    on = build_defended("ttc", model, text, settings, DefenseContext(sample_generators(0, range(6), "t"),
+                                                                     term_weight=3.0))
+    z = x.clone().requires_grad_(True)
+    term = on.adaptive_term(z)
+    assert term.shape == (6,) and torch.isfinite(term).all()
+    assert (term <= 3.0 * SWITCH_MARGIN + 1e-6).all() and (term >= 0).all()
+    (grad,) = torch.autograd.grad(term.sum(), z)
+    free = term < 3.0 * SWITCH_MARGIN - 1e-6  # below the cap the term pulls; at the cap it is flat
+    assert free.any() and (grad[free].abs().flatten(1).sum(-1) > 0).all()
+    assert (grad[~free].abs().sum() == 0) if (~free).any() else True
+    capped = build_defended("ttc", model, text, dataclasses.replace(settings, tau_thres=1e-6),
+                            DefenseContext(sample_generators(0, range(6), "t"), term_weight=3.0))
+    assert torch.allclose(capped.adaptive_term(x), torch.full((6,), 3.0 * SWITCH_MARGIN))
+
+
+def test_the_adaptive_attack_aims_at_the_switch(victim):
+    """With the switch term, PGD on the defended classifier leaves the attacked images' tau higher,
+    more of them past tau_thres, where TTC applies its random noise alone."""
+    model, text, x = victim
+    y = model.classify(x, text).argmax(-1)
+    settings = TTCSettings(tau_thres=0.005)  # at this tiny model's scale of tau: its clean images straddle it
+    clean = _tau(model, x, settings)
+    assert (clean < settings.tau_thres).any() and (clean >= settings.tau_thres).any()
+
+    def attacked(weight):
+        defended = build_defended("ttc", model, text, settings,
+                                  DefenseContext(sample_generators(0, range(6), "s"), term_weight=weight))
+        return pgd(objective_loss("ce", defended, AttackTarget(y, text)), x, 8 / 255, 2 / 255, 10, eot=2)
+
+    plain, switch = _tau(model, attacked(0.0), settings), _tau(model, attacked(50.0), settings)
+    assert switch.mean() > plain.mean()
+    assert (switch >= settings.tau_thres).sum() > (plain >= settings.tau_thres).sum()
+
+
+def test_a_defenses_own_term_joins_the_ce_and_margin_objectives(victim):
+    """The mechanism, whatever the defense: its classifier's adaptive_term is added to ce and margin."""
+    model, text, x = victim
+    y = model.classify(x, text).argmax(-1)
+
+    class Plain(DefendedClassifier):
+        def forward(self, z):
+            return self.undefended(z)
+
+    class WithTerm(Plain):
+        def adaptive_term(self, z):
+            return 7.0 * z.flatten(1).mean(-1)
+
+    for name in ("ce", "margin"):
+        base = objective_loss(name, Plain(model, text, None, DefenseContext()), AttackTarget(y, text))(x)
+        total = objective_loss(name, WithTerm(model, text, None, DefenseContext()), AttackTarget(y, text))(x)
+        torch.testing.assert_close(total, base + 7.0 * x.flatten(1).mean(-1))
+
+
+def test_the_switch_term_is_recorded_and_keyed(eval_world, tmp_path):
+    base = EvalArguments(defense="ttc")
+    assert _key(dataclasses.replace(base, adaptive_term_weight=0.0)) != _key(base)
+    args = EvalArguments(model_name_or_path=eval_world["clip_a"], datasets=[eval_world["saved"]], eps=[8.0],
+                         attack_options={"pgd": {"steps": 1}}, max_samples=4, batch_size=4, sanity_samples=0,
+                         output_dir=str(tmp_path / "eval"), plot=False, defense="ttc", threat_models=["adaptive"],
+                         eot_draws=1)
+    record = run_evaluation(args)["defense"]
+    assert record["adaptive_term"]["weight"] == 1.0 and "tau_thres" in record["adaptive_term"]["what"]
+    assert "the adaptive loss adds the defense's own term (weight 1)" in (tmp_path / "eval" / "results.md").read_text()
 
 
 # --- a gradient-masking toy defense --------------------------------------------------------------

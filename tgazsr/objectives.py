@@ -7,6 +7,7 @@ takes the model under attack and an :class:`AttackTarget` and returns a function
 
     ce           zero-shot cross-entropy of ``s * cos`` logits (TeCoA, TGA-ZSR, the TGA table's PGD)
     margin       CW margin ``min(max_{j!=y} z_j - z_y, kappa)`` (the TGA table's CW)
+                 (on a defended classifier both add its ``adaptive_term``, the defense's own)
     contrastive  the backbone's in-batch image-text loss against the prompts of the labels (FT-Adv):
                  CLIP's symmetric softmax loss, SigLIP's sigmoid loss
 
@@ -63,6 +64,11 @@ class LogitsClassifier(torch.nn.Module):
     call its ``classify``; those that need image embeddings refuse it."""
 
     text_embeds: torch.Tensor
+
+    def adaptive_term(self, pixel_values: torch.Tensor) -> torch.Tensor | None:
+        """A per-sample loss term that an attack on this classifier adds to ``ce`` and ``margin``,
+        aimed at the defense's own mechanism (TTC's: its switch), or None."""
+        return None
 
     def classify(self, pixel_values: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
         if text_embeds is not self.text_embeds and not torch.equal(text_embeds.to(self.text_embeds), self.text_embeds):
@@ -123,14 +129,28 @@ def _logits(model, x: torch.Tensor, target: AttackTarget) -> torch.Tensor:
     return model.logits(model(x).embeds, target.text_embeds, scale=target.scale)
 
 
+def _with_defense_term(model, loss: LossFn) -> LossFn:
+    """``loss`` plus the defended classifier's own adaptive term, when it has one."""
+    if not isinstance(model, LogitsClassifier):
+        return loss
+
+    def total(x: torch.Tensor) -> torch.Tensor:
+        value, term = loss(x), model.adaptive_term(x)
+        return value if term is None else value + term.to(value)
+
+    return total
+
+
 @register_objective("ce")
 def _ce(model, target: AttackTarget) -> LossFn:
-    return lambda x: F.cross_entropy(_logits(model, x, target).float(), target.labels, reduction="none")
+    return _with_defense_term(model, lambda x: F.cross_entropy(_logits(model, x, target).float(), target.labels,
+                                                               reduction="none"))
 
 
 @register_objective("margin")
 def _margin(model, target: AttackTarget) -> LossFn:
-    return lambda x: losses.margin_loss(_logits(model, x, target), target.labels, target.kappa)
+    return _with_defense_term(model, lambda x: losses.margin_loss(_logits(model, x, target), target.labels,
+                                                                  target.kappa))
 
 
 @register_objective("contrastive")

@@ -19,6 +19,10 @@ How gradients pass through the defense (``DefenseContext.gradient``, the evaluat
 - ``smooth``: the forward values are the defense's, the backward pass differentiates smooth
   surrogates of its steps (a defense that has none to smooth does not list it).
 
+A defense whose mechanism an attack should aim at (Tramer et al. 2020: a loss designed for the
+defense) gives its classifier an ``adaptive_term(x)``: a per-sample term that the adaptive attack's
+``ce`` and ``margin`` objectives add, weighted by ``--adaptive_term_weight`` (``DefenseContext.term_weight``).
+
 Adding a defense is one module that calls :func:`register_defense`; the evaluation flags
 (``--<defense>_<field>``), the cache key and the reports derive from the registry.
 """
@@ -53,13 +57,15 @@ class DefenseContext:
     or one generator for the whole batch (attacks that call the model on parts of their batch,
     such as AutoAttack), or None for a defense that draws nothing. gradient: one of
     :data:`GRADIENTS`. temperature: the smoothness of the ``smooth`` surrogates. resources: what
-    the defense's ``prepare`` loaded once per run (TTC's reference encoder for tau).
+    the defense's ``prepare`` loaded once per run (TTC's reference encoder for tau). term_weight:
+    the weight of the classifier's ``adaptive_term`` in an adaptive attack's objective (0: none).
     """
 
     generators: Sequence[torch.Generator] | torch.Generator | None = None
     gradient: str = "bpda"
     temperature: float = 0.1
     resources: Any = None
+    term_weight: float = 0.0
 
 
 class DefendedClassifier(LogitsClassifier):
@@ -94,6 +100,8 @@ class DefenseSpec:
     with ``(model, settings, args)``; what it returns reaches the classifier as
     ``context.resources``. identity: a function of the resources recorded in the results and the
     cache key (the fingerprint of a model the defense loads). paper: its citation (a URL).
+    adaptive_term: what the classifier's ``adaptive_term`` makes the adaptive attack do, in words
+    (empty: it has none), for the results and the card.
     """
 
     name: str
@@ -105,6 +113,7 @@ class DefenseSpec:
     identity: Callable[[Any], dict] | None = None
     description: str = ""
     paper: str = ""
+    adaptive_term: str = ""
 
 
 def _check_defense(name: str, spec: DefenseSpec) -> None:

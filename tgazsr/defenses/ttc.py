@@ -22,6 +22,10 @@ gradient; only the [0, 1] clamps pass one); ``smooth`` keeps the forward values 
 surrogates on the backward pass: sign(g) as tanh(g / (t max|g|)), the switch as
 sigmoid((tau_thres - tau) / (t tau_thres)), through the K unrolled steps with second-order terms
 through the model, the anchor f(X) and tau moving with X.
+
+The adaptive attack also aims at the switch (``TTCDefense.adaptive_term``): its ce or margin
+objective gains ``--adaptive_term_weight * min(tau / tau_thres, 1.25)``, which pushes the attacked
+image's tau over the threshold, where TTC applies its random noise alone.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ logger = logging.getLogger("tgazsr.defenses")
 
 TTC_PAPER = "https://arxiv.org/abs/2503.03613"
 TAU_REFERENCES = ("auto", "victim", "base")
+#: The switch term stops pulling at tau = 1.25 tau_thres: clear of the threshold by a margin for the
+#: scoring draw's own random start.
+SWITCH_MARGIN = 1.25
 
 
 class TauReferenceError(ValueError, UserError):
@@ -163,6 +170,22 @@ class TTCDefense(DefendedClassifier):
         delta = counterattack(lambda z: self.model(z).embeds, x, noise, s, tau_encode, ctx.gradient, ctx.temperature)
         return self.undefended(x + delta)
 
+    def adaptive_term(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Attack the switch (METHOD.md, adaptive evaluation, 4): ``weight * min(tau / tau_thres,
+        SWITCH_MARGIN)``, tau measured at ``x`` with a fresh random start and differentiated as it
+        is (tau is smooth in x). Raising tau to the threshold makes TTC fall back to its random
+        noise, which EOT handles; the cap stops the term pulling once tau is clear of the threshold,
+        with room for the next draw's noise, so the misclassification term decides from there."""
+        s, ctx = self.settings, self.context
+        if ctx.term_weight <= 0 or s.eps <= 0 or s.tau_thres <= 0:
+            return None
+        noise = self.uniform(x, in_pixels(s.eps))
+        encode = ctx.resources.encoder if ctx.resources is not None and ctx.resources.encoder is not None else self.model
+        with torch.enable_grad():
+            d0 = ((x + noise.to(x)).clamp(0, 1) - x).detach()
+            tau = relative_change(encode(x + d0).embeds, encode(x).embeds)
+        return ctx.term_weight * torch.clamp(tau / s.tau_thres, max=SWITCH_MARGIN)
+
 
 @dataclass
 class TauReference:
@@ -261,4 +284,6 @@ def tau_identity(resources: TauReference | None) -> dict:
 register_defense(DefenseSpec(
     "ttc", TTCSettings, TTCDefense, random=True, prepare=prepare_tau, identity=tau_identity,
     description="TTC test-time counterattacks (Xing et al., CVPR 2025)", paper=TTC_PAPER,
+    adaptive_term=f"raises tau above tau_thres (to {SWITCH_MARGIN:g} tau_thres), so that TTC falls back to its random "
+                  "noise (METHOD.md: attack the switch)",
 ))

@@ -172,6 +172,13 @@ class EvalArguments:
         default=0.1, metadata={"help": "Temperature of the 'smooth' surrogates (tanh and sigmoid), relative to the "
                                "scale of what they smooth."},
     )
+    adaptive_term_weight: float = field(
+        default=1.0,
+        metadata={"help": "Adaptive attack: weight of the defense's own loss term, added to the ce and margin "
+                  "objectives (PGD, CW) on the defended classifier (TTC: raise the attacked image's tau above "
+                  "tau_thres, so that TTC falls back to its random noise; METHOD.md's 'attack the switch'). 0: the "
+                  "logits alone. A defense without such a term ignores it."},
+    )
     eot_draws: int = field(
         default=4,
         metadata={"help": "Adaptive attack on a randomized defense: gradients averaged per attack step over this many "
@@ -440,7 +447,7 @@ declare_limits(
     sanity_samples=Limits(ge=0, hint="Set N >= 1 samples for the sanity checks, or 0 to skip them."), sanity_eps=Limits(gt=0), sanity_steps=Limits(ge=1),
     sanity_max_robust=Limits(ge=0, le=1), batch_size=Limits(ge=1), num_workers=Limits(ge=0), seed=Limits(ge=0),
     threat_models=Limits(choices=THREAT_MODELS), adaptive_gradient=Limits(choices=GRADIENTS),
-    adaptive_temperature=Limits(gt=0), eot_draws=Limits(ge=1), defense_score_draws=Limits(ge=1),
+    adaptive_temperature=Limits(gt=0), adaptive_term_weight=Limits(ge=0), eot_draws=Limits(ge=1), defense_score_draws=Limits(ge=1),
     attention_shift=Limits(),
 )
 with_limits_in_help(EvalArguments)

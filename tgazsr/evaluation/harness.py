@@ -81,6 +81,7 @@ class DefensePlan:
     temperature: float = 0.1
     score_draws: int = 1
     resources: Any = None
+    term_weight: float = 0.0
 
     @classmethod
     def from_args(cls, args: EvalArguments, model) -> "DefensePlan | None":
@@ -91,7 +92,8 @@ class DefensePlan:
         settings = args.defense_settings()
         resources = spec.prepare(model, settings, args) if spec.prepare is not None else None
         return cls(args.defense, settings, args.threats, args.eot_draws, args.adaptive_gradient,
-                   args.adaptive_temperature, args.defense_score_draws, resources)
+                   args.adaptive_temperature, args.defense_score_draws, resources,
+                   args.adaptive_term_weight if spec.adaptive_term else 0.0)
 
     @property
     def random(self) -> bool:
@@ -103,7 +105,7 @@ class DefensePlan:
         return spec.identity(self.resources) if spec.identity is not None else {}
 
     def classifier(self, model, text, generators, gradient: str = "bpda"):
-        context = DefenseContext(generators, gradient, self.temperature, self.resources)
+        context = DefenseContext(generators, gradient, self.temperature, self.resources, self.term_weight)
         return build_defended(self.name, model, text, self.settings, context)
 
 
@@ -594,6 +596,9 @@ def defense_record(args: EvalArguments, defense: DefensePlan | None) -> dict:
     }
     if defense.gradient == "smooth":
         record["adaptive_temperature"] = defense.temperature
+    if spec.adaptive_term and "adaptive" in defense.threats:
+        record["adaptive_term"] = {"weight": defense.term_weight, "what": spec.adaptive_term,
+                                   "objectives": "ce, margin (PGD, CW); AutoAttack keeps its own losses"}
     record.update(defense.identity())
     return record
 
