@@ -10,7 +10,7 @@ import torch
 
 from .architecture import infer_architecture, _text_config, _vision_config
 from .base import ConversionError, public
-from .keys import _Source, _map_text, _map_vision
+from .keys import _Source, _map_text, _map_vision, fill_strictly, refuse_unused
 from .reading import _kind, _pick_state_dict, normalize_state_dict
 from .siglip import convert_siglip, is_siglip, siglip_architecture
 
@@ -88,25 +88,10 @@ def _convert(state_dict: Mapping[str, torch.Tensor], *, quick_gelu: bool | None 
         _map_text(src, mapped, arch["text"]["layers"])
         text_config = _text_config(arch, arch["embed_dim"], hidden_act)
         logit_scale_init = float(mapped["logit_scale"])
-    unused = sorted(set(sd) - src.used)
-    if unused:
-        shown = ", ".join(unused[:8]) + (f" and {len(unused) - 8} more" if len(unused) > 8 else "")
-        raise ConversionError(
-            f"{where} holds weights a CLIPModel has no place for: {shown}. Converting would drop them (layer scale, "
-            "attentional pooling, prompts or another architecture), so it is refused.")
+    refuse_unused(sd, src, where, "CLIPModel", "layer scale, attentional pooling, prompts or another architecture")
     config = CLIPConfig(text_config=text_config, vision_config=_vision_config(arch, arch["embed_dim"], hidden_act),
                         projection_dim=arch["embed_dim"], logit_scale_init_value=logit_scale_init)
-    model = CLIPModel(config)
-    expected = set(model.state_dict())
-    missing, extra = sorted(expected - set(mapped)), sorted(set(mapped) - expected)
-    if missing or extra:
-        raise ConversionError(f"The mapped weights do not fill the CLIPModel: missing {missing[:6]}, unexpected "
-                              f"{extra[:6]}.")
-    try:
-        model.load_state_dict(mapped, strict=True)
-    except RuntimeError as err:
-        raise ConversionError(f"{where}: the weights do not fit the inferred architecture ({arch}): {err}") from err
-    model.eval()
+    model = fill_strictly(CLIPModel(config), mapped, where, arch)
     source_dtypes = sorted({str(v.dtype).replace("torch.", "") for v in sd.values() if v.is_floating_point()})
     info = {"architecture": arch, "vision_only": vision_only, "quick_gelu": use_quick, "quick_gelu_from": act_from,
             "hidden_act": hidden_act, "source_dtype": source_dtypes}

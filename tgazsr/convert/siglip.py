@@ -44,7 +44,7 @@ from typing import Mapping
 import torch
 
 from .base import ConversionError
-from .keys import _Source
+from .keys import OPEN_CLIP_BLOCK, _Source, fill_strictly, map_block, refuse_unused
 
 TRUNK = "visual.trunk."
 #: The attention heads timm gives its SigLIP vision towers, by the start of the model name.
@@ -54,6 +54,11 @@ UNSUPPORTED_VISION = {"timm_proj": ("none", None, ""), "timm_pool": ("map",)}
 UNSUPPORTED_TEXT = {"pool_type": ("last",), "no_causal_mask": (True,), "proj_bias": (True,),
                     "final_ln_after_pool": (False, None), "embed_cls": (False, None), "hf_model_name": (None,),
                     "proj_type": ("linear", None), "ls_init_value": (None,), "qk_norm": (False, None)}
+
+
+#: A timm ViT block's weights besides the fused q/k/v, as (source, SiglipModel) names.
+TIMM_BLOCK = (("attn.proj", "self_attn.out_proj"), ("norm1", "layer_norm1"), ("norm2", "layer_norm2"),
+              ("mlp.fc1", "mlp.fc1"), ("mlp.fc2", "mlp.fc2"))
 
 
 def is_siglip(sd: Mapping[str, torch.Tensor]) -> bool:
@@ -157,13 +162,7 @@ def _map_vision(src: _Source, out: dict, layers: int) -> None:
     out[f"{d}embeddings.patch_embedding.bias"] = src.take(f"{TRUNK}patch_embed.proj.bias")
     out[f"{d}embeddings.position_embedding.weight"] = src.take(f"{TRUNK}pos_embed")[0].contiguous()
     for i in range(layers):
-        s, t = f"{TRUNK}blocks.{i}.", f"{d}encoder.layers.{i}."
-        for kind in ("weight", "bias"):
-            for name, part in zip("qkv", src.take(f"{s}attn.qkv.{kind}").chunk(3, dim=0)):
-                out[f"{t}self_attn.{name}_proj.{kind}"] = part.clone()
-            for a, b in (("attn.proj", "self_attn.out_proj"), ("norm1", "layer_norm1"), ("norm2", "layer_norm2"),
-                         ("mlp.fc1", "mlp.fc1"), ("mlp.fc2", "mlp.fc2")):
-                out[f"{t}{b}.{kind}"] = src.take(f"{s}{a}.{kind}")
+        map_block(src, out, f"{TRUNK}blocks.{i}.", f"{d}encoder.layers.{i}.", "attn.qkv.", TIMM_BLOCK)
     pool, h = f"{TRUNK}attn_pool.", f"{d}head."
     out[f"{h}probe"] = src.take(f"{pool}latent")
     out[f"{h}attention.in_proj_weight"] = torch.cat([src.take(f"{pool}q.weight"), src.take(f"{pool}kv.weight")])
@@ -180,13 +179,8 @@ def _map_text(src: _Source, out: dict, layers: int) -> None:
     out[f"{d}embeddings.token_embedding.weight"] = src.take("text.token_embedding.weight")
     out[f"{d}embeddings.position_embedding.weight"] = src.take("text.positional_embedding")
     for i in range(layers):
-        s, t = f"text.transformer.resblocks.{i}.", f"{d}encoder.layers.{i}."
-        for kind in ("weight", "bias"):
-            for name, part in zip("qkv", src.take(f"{s}attn.in_proj_{kind}").chunk(3, dim=0)):
-                out[f"{t}self_attn.{name}_proj.{kind}"] = part.clone()
-            for a, b in (("attn.out_proj", "self_attn.out_proj"), ("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"),
-                         ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2")):
-                out[f"{t}{b}.{kind}"] = src.take(f"{s}{a}.{kind}")
+        map_block(src, out, f"text.transformer.resblocks.{i}.", f"{d}encoder.layers.{i}.", "attn.in_proj_",
+                  OPEN_CLIP_BLOCK)
     for kind in ("weight", "bias"):
         out[f"{d}final_layer_norm.{kind}"] = src.take(f"text.ln_final.{kind}")
         out[f"{d}head.{kind}"] = src.take(f"text.text_projection.{kind}")
@@ -232,19 +226,6 @@ def convert_siglip(sd: Mapping[str, torch.Tensor], arch: dict, *, base=None, whe
                            num_hidden_layers=t["layers"], num_attention_heads=t["heads"],
                            max_position_embeddings=t["context_length"], hidden_act=t["hidden_act"],
                            layer_norm_eps=t["layer_norm_eps"], projection_size=t["projection_size"])
-    unused = sorted(set(sd) - src.used)
-    if unused:
-        shown = ", ".join(unused[:8]) + (f" and {len(unused) - 8} more" if len(unused) > 8 else "")
-        raise ConversionError(f"{where} holds weights a SiglipModel has no place for: {shown}. Converting would drop "
-                              "them (layer scale, registers, a class token or another architecture), so it is refused.")
-    model = SiglipModel(SiglipConfig(text_config=text_config, vision_config=vision_config))
-    expected = set(model.state_dict())
-    missing, extra = sorted(expected - set(mapped)), sorted(set(mapped) - expected)
-    if missing or extra:
-        raise ConversionError(f"The mapped weights do not fill the SiglipModel: missing {missing[:6]}, unexpected "
-                              f"{extra[:6]}.")
-    try:
-        model.load_state_dict(mapped, strict=True)
-    except RuntimeError as err:
-        raise ConversionError(f"{where}: the weights do not fit the inferred architecture ({arch}): {err}") from err
-    return model.eval()
+    refuse_unused(sd, src, where, "SiglipModel", "layer scale, registers, a class token or another architecture")
+    return fill_strictly(SiglipModel(SiglipConfig(text_config=text_config, vision_config=vision_config)), mapped,
+                         where, arch)
