@@ -163,6 +163,9 @@ def test_a_tokenizer_that_does_not_clean_as_open_clip_is_refused(tokenizer_dir, 
     with pytest.raises(cv.ConversionError, match="canonicalize.*--tokenizer"):
         cv.convert(folder, str(tmp_path / "out"), vision_heads=2)
     assert not (tmp_path / "out").exists()  # nothing half-written
+    # through --model_name_or_path, which takes no conversion options: the fix is to convert first
+    with pytest.raises(cv.ConversionError, match="run `tgazsr convert .* FOLDER` with the options named"):
+        cv.load_model_or_convert(folder, cache_dir=str(tmp_path / "cache"))
 
 
 def test_siglip_parts_a_siglipmodel_cannot_hold_are_refused(tokenizer_dir, tmp_path):

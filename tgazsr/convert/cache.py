@@ -10,7 +10,7 @@ import re
 
 from ..files import file_lock
 from . import writing
-from .base import CHECKPOINT_SUFFIXES, CONVERTER_VERSION, HUB_PREFIX, OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS
+from .base import CHECKPOINT_SUFFIXES, CONVERTER_VERSION, HUB_PREFIX, OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, ConversionError
 from .sources import _Resolved, _resolve
 from .zoo import zoo_entry
 
@@ -91,6 +91,12 @@ def load_model_or_convert(name_or_path: str, cache_dir: str | None = None, *, ba
         return out
     with file_lock(os.path.join(root, f".{os.path.basename(out)}.lock")):
         if not done():  # another process may have finished it while this one waited
-            writing._convert_resolved(resolved, out, base_model=base_model, tokenizer=tokenizer, quick_gelu=quick_gelu,
-                              overwrite=True)
+            try:
+                writing._convert_resolved(resolved, out, base_model=base_model, tokenizer=tokenizer,
+                                          quick_gelu=quick_gelu, overwrite=True)
+            except ConversionError as err:  # its fix names tgazsr convert's options, which this command has not
+                raise ConversionError(
+                    f"{err} (This arose converting {resolved.name} for --model_name_or_path, which takes no conversion "
+                    f"options: run `tgazsr convert {resolved.name} FOLDER` with the options named, then pass "
+                    "--model_name_or_path FOLDER.)") from None
     return out
