@@ -182,3 +182,8 @@ def test_siglip_parts_a_siglipmodel_cannot_hold_are_refused(tokenizer_dir, tmp_p
         siglip_architecture(sd, {**cfg, "vision_cfg": {**cfg["vision_cfg"], "timm_pool": "avg"}}, vision_heads=2)
     with pytest.raises(cv.ConversionError, match="QuickGELU"):
         cv.convert(folder, str(tmp_path / "quick"), vision_heads=2, quick_gelu=True)
+    for name in os.listdir(folder):  # no tokenizer in the folder, none named: SigLIP's is the one to name
+        if name.startswith(("tokenizer", "special_tokens", "vocab")):
+            os.remove(os.path.join(folder, name))
+    with pytest.raises(cv.ConversionError, match="no tokenizer files.*--tokenizer google/siglip-base-patch16-224"):
+        cv.convert(folder, str(tmp_path / "no_tokenizer"), vision_heads=2)

@@ -22,7 +22,7 @@ OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
                      "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth")
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".bin", ".safetensors")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "spiece.model", "tokenizer.model")  # BPE, or sentencepiece (SigLIP)
 HUB_PREFIX = "hf-hub:"
 
 

@@ -34,7 +34,7 @@ def _download_hub(repo_id: str, spec: str, then: str = "") -> tuple[str, str]:
     """(local snapshot folder, its commit) of an open_clip Hub repository."""
     from huggingface_hub import HfApi, snapshot_download
 
-    metadata = [OPEN_CLIP_CONFIG, "*.json", "*.txt"]
+    metadata = [OPEN_CLIP_CONFIG, "*.json", "*.txt", "*.model"]  # *.model: a SigLIP's sentencepiece tokenizer
     offline = _hub_offline()
     try:
         if offline:
@@ -45,7 +45,7 @@ def _download_hub(repo_id: str, spec: str, then: str = "") -> tuple[str, str]:
             if weights is None:
                 found = sorted(f for f in files if f.endswith(CHECKPOINT_SUFFIXES))
                 if "config.json" in files and "model.safetensors" in files:
-                    raise ConversionError(f"{repo_id} is a transformers CLIPModel repository: pass --model_name_or_path "
+                    raise ConversionError(f"{repo_id} is a transformers model repository: pass --model_name_or_path "
                                           f"{repo_id} directly, no conversion is needed.")
                 if len(found) != 1:
                     raise ConversionError(f"{spec} has no open_clip weights ({', '.join(OPEN_CLIP_WEIGHTS[:3])}); "

@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 
-from .base import CONVERTER_VERSION, ConversionError, public
+from .base import CONVERTER_VERSION, TOKENIZER_FILES, ConversionError, public
 from .model import _convert
 from .reading import load_checkpoint
 from .sources import _Resolved, _resolve
@@ -48,11 +48,15 @@ def _convert_resolved(resolved: _Resolved, output_dir: str, *, base_model: str |
             tok_where, tok_origin = candidate, origin
             break
     else:
+        which = ("Pass the tokenizer of the SigLIP it comes from: --tokenizer google/siglip-base-patch16-224 (the "
+                 "32,000-token SigLIP vocabulary; transformers' SiglipTokenizer cleans prompts as open_clip does), or "
+                 "--tokenizer FOLDER." if model.config.model_type == "siglip" else
+                 "Pass the tokenizer of the CLIP it comes from: --base_model openai/clip-vit-base-patch32 (or "
+                 "openai/clip-vit-large-patch14, ...; every OpenAI / open_clip CLIP uses the same BPE vocabulary), or "
+                 "--tokenizer FOLDER.")
         raise ConversionError(
-            f"{resolved.name} has no tokenizer files (tokenizer.json or vocab.json + merges.txt), and none was named. "
-            "Pass the tokenizer of the CLIP it comes from: --base_model openai/clip-vit-base-patch32 (or "
-            "openai/clip-vit-large-patch14, ...; every OpenAI / open_clip CLIP uses the same BPE vocabulary), or "
-            "--tokenizer FOLDER. tgazsr never picks a tokenizer on its own.")
+            f"{resolved.name} has no tokenizer files ({', '.join(TOKENIZER_FILES)}), and none was named. {which} "
+            "tgazsr never picks a tokenizer on its own.")
     tok = _load_tokenizer(str(tok_where))
     siglip = model.config.model_type == "siglip"
     extra = {}
