@@ -309,9 +309,36 @@ def test_the_switch_term_is_recorded_and_keyed(eval_world, tmp_path):
                          attack_options={"pgd": {"steps": 1}}, max_samples=4, batch_size=4, sanity_samples=0,
                          output_dir=str(tmp_path / "eval"), plot=False, defense="ttc", threat_models=["adaptive"],
                          eot_draws=1)
-    record = run_evaluation(args)["defense"]
+    results = run_evaluation(args)
+    record = results["defense"]
     assert record["adaptive_term"]["weight"] == 1.0 and "tau_thres" in record["adaptive_term"]["what"]
-    assert "the adaptive loss adds the defense's own term (weight 1)" in (tmp_path / "eval" / "results.md").read_text()
+    assert "adds the defense's own term to the loss (weight 1)" in (tmp_path / "eval" / "results.md").read_text()
+    broke = results["datasets"]["saved"]["adaptive_term_broke"]["adaptive:pgd@8/255"]
+    assert 0 <= broke["broke"] <= broke["attacked"] <= 4
+
+
+def test_the_adaptive_column_is_the_worst_of_the_logits_pass_and_the_term_pass(victim, eval_world, tmp_path):
+    """With a term, the adaptive column counts a sample only if it survives both passes: never above
+    the logits-only run's, and what the term broke is counted."""
+    from tgazsr.evaluation.harness import AttackPlan, adaptive_passes
+
+    common = dict(model_name_or_path=eval_world["clip_a"], datasets=[eval_world["saved"]], eps=[4.0],
+                  attack_options={"pgd": {"steps": 3}}, max_samples=16, batch_size=16, sanity_samples=0, plot=False,
+                  defense="ttc", threat_models=["adaptive"], eot_draws=1,
+                  defense_options={"ttc": {"tau_thres": 0.005}})  # at this model's scale of tau
+    logits_only = run_evaluation(EvalArguments(**common, adaptive_term_weight=0.0, output_dir=str(tmp_path / "a")))
+    both = run_evaluation(EvalArguments(**common, adaptive_term_weight=1.0, output_dir=str(tmp_path / "b")))
+    a, b = logits_only["datasets"]["saved"], both["datasets"]["saved"]
+    key = "adaptive:pgd@4/255"
+    assert "adaptive_term_broke" not in a and "adaptive_term" not in logits_only["defense"]
+    assert b["robust"][key] <= a["robust"][key]
+    broke = b["adaptive_term_broke"][key]
+    assert broke["attacked"] == round(a["robust"][key] * a["num_samples"])  # the first pass is the same attack
+    assert b["robust"][key] == pytest.approx(a["robust"][key] - broke["broke"] / a["num_samples"])
+    model, text, _ = victim
+    plan = AttackPlan.__new__(AttackPlan)
+    plan.defense = None
+    assert adaptive_passes(plan, "adaptive") == [0.0]
 
 
 # --- a gradient-masking toy defense --------------------------------------------------------------

@@ -23,9 +23,10 @@ surrogates on the backward pass: sign(g) as tanh(g / (t max|g|)), the switch as
 sigmoid((tau_thres - tau) / (t tau_thres)), through the K unrolled steps with second-order terms
 through the model, the anchor f(X) and tau moving with X.
 
-The adaptive attack also aims at the switch (``TTCDefense.adaptive_term``): its ce or margin
-objective gains ``--adaptive_term_weight * min(tau / tau_thres, 1.25)``, which pushes the attacked
-image's tau over the threshold, where TTC applies its random noise alone.
+The adaptive attack also aims at the switch (``TTCDefense.adaptive_term``): a second adaptive
+pass, on the samples the logits-only pass left standing, adds ``--adaptive_term_weight *
+min(tau / tau_thres, 1.25)`` to its ce or margin objective, which pushes the attacked image's tau
+over the threshold, where TTC applies its random noise alone.
 """
 
 from __future__ import annotations

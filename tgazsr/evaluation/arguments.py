@@ -175,9 +175,10 @@ class EvalArguments:
     adaptive_term_weight: float = field(
         default=1.0,
         metadata={"help": "Adaptive attack: weight of the defense's own loss term, added to the ce and margin "
-                  "objectives (PGD, CW) on the defended classifier (TTC: raise the attacked image's tau above "
-                  "tau_thres, so that TTC falls back to its random noise; METHOD.md's 'attack the switch'). 0: the "
-                  "logits alone. A defense without such a term ignores it."},
+                  "objectives (PGD, CW) on the defended classifier in a second pass on the samples the logits-only "
+                  "pass left standing (TTC: raise the attacked image's tau above tau_thres, so that TTC falls back "
+                  "to its random noise; METHOD.md's 'attack the switch'). 0: one pass, the logits alone. A defense "
+                  "without such a term ignores it."},
     )
     eot_draws: int = field(
         default=4,

@@ -104,8 +104,9 @@ class DefensePlan:
         spec = get_defense(self.name)
         return spec.identity(self.resources) if spec.identity is not None else {}
 
-    def classifier(self, model, text, generators, gradient: str = "bpda"):
-        context = DefenseContext(generators, gradient, self.temperature, self.resources, self.term_weight)
+    def classifier(self, model, text, generators, gradient: str = "bpda", term_weight: float | None = None):
+        weight = self.term_weight if term_weight is None else term_weight
+        context = DefenseContext(generators, gradient, self.temperature, self.resources, weight)
         return build_defended(self.name, model, text, self.settings, context)
 
 
@@ -188,6 +189,7 @@ class BatchScore:
     adversarial: dict[str, torch.Tensor] = field(default_factory=dict)  # key -> images (keep_adversarial)
     undefended: torch.Tensor | None = None  # clean predictions of the model itself, with a defense
     shift: dict[str, tuple[float, int]] = field(default_factory=dict)  # key -> (sum of distances, samples)
+    term_broke: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (fell to the term pass, attacked)
 
 
 def _check_finite(logits: torch.Tensor, what: str, model_name: str) -> None:
@@ -238,16 +240,28 @@ def attention_distances(model, text: torch.Tensor, x: torch.Tensor, x_adv: torch
     return (a - b).norm(dim=-1)
 
 
-def _attacked_model(model, text, plan: AttackPlan, threat, attack: str, ids: list[int], salt: str):
+def _attacked_model(model, text, plan: AttackPlan, threat, attack: str, ids: list[int], salt: str,
+                    term_weight: float = 0.0):
     """What the attack sees: the model itself, or under the adaptive threat model the defended
-    classifier (its randomness drawn per sample, or per batch for attacks that split their batch)."""
+    classifier (its randomness drawn per sample, or per batch for attacks that split their batch),
+    its own adaptive term weighted by ``term_weight``."""
     if threat != "adaptive":
         return model, 1
     defense = plan.defense
     gens = sample_generators(plan.seed, ids, f"{salt}|{defense.name}|attack")
     if not get_attack(attack).batch_invariant:  # it classifies parts of its batch: one generator for the batch
         gens = gens[0]
-    return defense.classifier(model, text, gens, defense.gradient), (defense.eot_draws if defense.random else 1)
+    return (defense.classifier(model, text, gens, defense.gradient, term_weight),
+            (defense.eot_draws if defense.random else 1))
+
+
+def adaptive_passes(plan: AttackPlan, threat: str) -> list[float]:
+    """The term weights an attack runs with under ``threat``: once on the logits alone, and, under
+    the adaptive threat model of a defense with its own term, once more with the term on the
+    samples the first pass left standing (the column is the per-sample worst of the two)."""
+    if threat == "adaptive" and plan.defense is not None and plan.defense.term_weight > 0:
+        return [0.0, plan.defense.term_weight]
+    return [0.0]
 
 
 def score_batch(model: ZeroShotCLIP, text: torch.Tensor, x: torch.Tensor, y: torch.Tensor, indices: Sequence[int],
@@ -283,27 +297,43 @@ def score_batch(model: ZeroShotCLIP, text: torch.Tensor, x: torch.Tensor, y: tor
             alive = standing[column].nonzero().squeeze(1)
             x_adv_all = x.clone() if keep_adversarial else None
             if len(alive) and eps > 0:
-                ids = [indices[i] for i in alive.tolist()]
                 tag = f"{attack}|{eps_label(eps, plan.norm)}"
-                attack_salt = f"{salt}|{tag}" + ("|adaptive" if threat == "adaptive" else "")
-                target, eot = _attacked_model(model, text, plan, threat, attack, ids, attack_salt)
-                context = AttackContext(text, plan.norm, sample_generators(plan.seed, ids, attack_salt), plan.seed,
-                                        num_classes, eot)
-                x_adv = run_attack(attack, target, x[alive], y[alive], plan.pixels(eps), plan.settings[attack], context)
-                if plan.defense is None:
-                    with torch.no_grad():
-                        adv_logits = model.classify(x_adv, text)
-                    _check_finite(adv_logits, f"images attacked by {attack}", model_name)
-                    adv, aimed, before = adv_logits.argmax(-1), adv_logits, clean_margin[alive]
-                else:
-                    adv, adv_logits = defended_predict(model, text, x_adv, y[alive], ids, plan, salt,
-                                                       f"{threat}|{tag}", model_name)
-                    aimed, before = adv_logits, clean_margin[alive]
-                    if threat != "adaptive":  # the attack aimed at the undefended model: its margin there
+
+                def attack_once(sel: torch.Tensor, term_weight: float, suffix: str):
+                    """Attack the samples ``sel``; their adversarial images and what the scored classifier says."""
+                    ids = [indices[i] for i in sel.tolist()]
+                    attack_salt = f"{salt}|{tag}" + ("|adaptive" if threat == "adaptive" else "") + suffix
+                    target, eot = _attacked_model(model, text, plan, threat, attack, ids, attack_salt, term_weight)
+                    context = AttackContext(text, plan.norm, sample_generators(plan.seed, ids, attack_salt),
+                                            plan.seed, num_classes, eot)
+                    images = run_attack(attack, target, x[sel], y[sel], plan.pixels(eps), plan.settings[attack],
+                                        context)
+                    if plan.defense is None:
                         with torch.no_grad():
-                            aimed = model.classify(x_adv, text)
-                        _check_finite(aimed, f"images attacked by {attack}", model_name)
-                        before = base_margin[alive]
+                            logits = model.classify(images, text)
+                        _check_finite(logits, f"images attacked by {attack}", model_name)
+                        return images, logits.argmax(-1), logits
+                    pred, logits = defended_predict(model, text, images, y[sel], ids, plan, salt,
+                                                    f"{threat}|{tag}{suffix}", model_name)
+                    return images, pred, logits
+
+                passes = adaptive_passes(plan, threat)
+                x_adv, adv, adv_logits = attack_once(alive, passes[0], "")
+                if len(passes) > 1:  # the defense's own term, on what the logits-only attack left standing
+                    left = (adv == y[alive]).nonzero().squeeze(1)
+                    broke = 0
+                    if len(left):
+                        x2, adv2, logits2 = attack_once(alive[left], passes[1], "|term")
+                        fell = adv2 != y[alive[left]]
+                        broke = int(fell.sum())
+                        x_adv[left[fell]], adv[left[fell]], adv_logits[left[fell]] = x2[fell], adv2[fell], logits2[fell]
+                    score.term_broke[key] = (broke, len(left))
+                aimed, before = adv_logits, clean_margin[alive]
+                if plan.defense is not None and threat != "adaptive":  # aimed at the undefended model: its margin
+                    with torch.no_grad():
+                        aimed = model.classify(x_adv, text)
+                    _check_finite(aimed, f"images attacked by {attack}", model_name)
+                    before = base_margin[alive]
                 raised = int((_margin(aimed, y[alive]) > before).sum())
                 score.raised[key] = (raised, len(alive))
                 if plan.attention_shift:
@@ -453,6 +483,7 @@ def evaluate_dataset(model, data: EvalDataset, text: torch.Tensor, args: EvalArg
                         pin_memory=device.type == "cuda")
     text = text.to(device)
     records, raised, shift = [], {k: (0, 0) for k in keys}, {k: (0.0, 0) for k in keys}
+    term_broke: dict[str, tuple[int, int]] = {}
     start = time.time()
     desc = data.name if state.num_processes == 1 else f"{data.name} (process 0 of {state.num_processes})"
     bar = tqdm(total=sum(len(b) for b in batches), desc=desc, disable=not state.is_local_main_process,
@@ -464,6 +495,8 @@ def evaluate_dataset(model, data: EvalDataset, text: torch.Tensor, args: EvalArg
             raised[k] = (raised[k][0] + r, raised[k][1] + a)
         for k, (d, a) in score.shift.items():
             shift[k] = (shift[k][0] + d, shift[k][1] + a)
+        for k, (b, a) in score.term_broke.items():
+            term_broke[k] = (term_broke.get(k, (0, 0))[0] + b, term_broke.get(k, (0, 0))[1] + a)
         y_list, clean_list = y.tolist(), score.clean.tolist()
         base_list = score.undefended.tolist() if score.undefended is not None else clean_list
         pred_lists = {k: v.tolist() for k, v in score.preds.items()}
@@ -477,6 +510,9 @@ def evaluate_dataset(model, data: EvalDataset, text: torch.Tensor, args: EvalArg
         raised = {k: (sum(c[k][0] for c in counts), sum(c[k][1] for c in counts)) for k in keys}
         sums = gather_object([shift])
         shift = {k: (sum(c[k][0] for c in sums), sum(c[k][1] for c in sums)) for k in keys}
+        broken = gather_object([term_broke])
+        term_broke = {k: (sum(c.get(k, (0, 0))[0] for c in broken), sum(c.get(k, (0, 0))[1] for c in broken))
+                      for k in sorted({k for c in broken for k in c})}
     records = sorted(records, key=lambda r: r[0])
     if [r[0] for r in records] != list(range(n)):
         raise RuntimeError(f"{data.name}: gathered {len(records)} predictions for {n} samples.")
@@ -502,6 +538,8 @@ def evaluate_dataset(model, data: EvalDataset, text: torch.Tensor, args: EvalArg
                                                              references=references)["accuracy"]
         result["defense"] = defense.name
         result["threat_models"] = list(defense.threats)
+        if term_broke:  # the second adaptive pass: how many the logits-only attack left that the term then broke
+            result["adaptive_term_broke"] = {k: {"broke": b, "attacked": a} for k, (b, a) in term_broke.items()}
     if plan.attention_shift:
         shifts = {k: d / a for k, (d, a) in shift.items() if a > 0}
         if not all(math.isfinite(v) for v in shifts.values()):
@@ -596,9 +634,11 @@ def defense_record(args: EvalArguments, defense: DefensePlan | None) -> dict:
     }
     if defense.gradient == "smooth":
         record["adaptive_temperature"] = defense.temperature
-    if spec.adaptive_term and "adaptive" in defense.threats:
+    if spec.adaptive_term and "adaptive" in defense.threats and defense.term_weight > 0:
         record["adaptive_term"] = {"weight": defense.term_weight, "what": spec.adaptive_term,
-                                   "objectives": "ce, margin (PGD, CW); AutoAttack keeps its own losses"}
+                                   "objectives": "ce, margin (PGD, CW); AutoAttack keeps its own losses",
+                                   "pass": "a second adaptive pass with the term, on the samples the logits-only "
+                                           "pass left standing: each adaptive column is the per-sample worst of both"}
     record.update(defense.identity())
     return record
 

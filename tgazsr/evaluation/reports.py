@@ -66,7 +66,8 @@ def threat_model_text(results: dict) -> str:
         detail.append(f"adaptive gradient `{defense.get('adaptive_gradient')}`, EOT draws {defense.get('eot_draws')}")
         term = defense.get("adaptive_term")
         if term and term.get("weight"):
-            detail.append(f"the adaptive loss adds the defense's own term (weight {term['weight']:g}): it {term['what']}")
+            detail.append(f"a second adaptive pass, on the samples the first left standing, adds the defense's own "
+                          f"term to the loss (weight {term['weight']:g}): it {term['what']}")
     if defense.get("random"):
         detail.append(f"each prediction scored under {defense.get('score_draws')} draw(s), correct only if correct "
                       "under every draw")
