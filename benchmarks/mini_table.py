@@ -295,7 +295,8 @@ def markdown(summary: dict, meta: dict) -> str:
             "robustness alone); **robust: adaptive**, PGD through the whole defended classifier"
             + (f" ({d.get('adaptive_gradient')} gradients, EOT over {d.get('eot_draws')} draws of its random start, "
                f"{d.get('score_draws')} scoring draw)" if d else "")
-            + (f"; its loss adds the defense's own term (weight {term['weight']:g}: it {term['what']})"
+            + (f"; then a second pass on the images the first left standing adds the defense's own term to the "
+               f"loss (weight {term['weight']:g}: it {term['what']}), the column the per-image worst of both"
                if (term := d.get("adaptive_term") or {}).get("weight") else
                "; its loss is the logits' alone (no term aimed at the defense's switch: adaptive_term_weight 0)")
             + (f"; {', '.join(map(str, samples))} images per set" if samples else "")
