@@ -154,7 +154,10 @@ def run_defended(row: str, seed: int, out_root: str, extra: list[str], defense_a
     common = [protocol_recipe(method, out_root), "--output_dir", out, "--seed", str(seed), *extra]
     if method != "clip":
         common += method_overrides(method)
-    key = {"argv": common, "defense": defense, "reference": "base" if method != "clip" else "victim", **defense_args}
+    from tgazsr.evaluation import HARNESS_VERSION
+
+    key = {"argv": common, "defense": defense, "reference": "base" if method != "clip" else "victim", **defense_args,
+           "harness": HARNESS_VERSION}  # a harness that scores otherwise runs the row again
     marker = os.path.join(out, "run.json")
     if os.path.isfile(marker):
         with open(marker) as f:

@@ -21,7 +21,8 @@ from ..attacks import get_attack, settings_dict
 from .arguments import EvalArguments
 
 #: Bump when a change alters the numbers the harness produces (invalidates finished/ files).
-HARNESS_VERSION = "3"  # 3: images decoded by tgazsr.data.images (16-bit, 32-bit and float images no longer clipped)
+HARNESS_VERSION = "4"  # 3: images decoded by tgazsr.data.images (16-bit, 32-bit and float images no longer clipped);
+# 4: a defense's adaptive columns are the per-sample worst of the logits-only pass and the pass with its own term
 
 #: Fields that cannot change a number, and why. Everything else is in the key.
 UNKEYED_FIELDS: dict[str, str] = {
