@@ -122,8 +122,9 @@ class Backbone:
 
     @classmethod
     def input_dtype(cls, towers) -> torch.dtype:
-        """The dtype the vision tower's weights hold (an engine may cast them to 16 bits)."""
-        return next(getattr(towers, cls.vision_module_names[0]).parameters()).dtype
+        """The dtype the vision tower's weights hold (an engine may cast them to 16 bits): its patch
+        embedding's, which the pixels meet first (CLIP's and SigLIP's ``vision_model``)."""
+        return towers.vision_model.embeddings.patch_embedding.weight.dtype
 
     @classmethod
     def encode_image(cls, towers, pixel_values: torch.Tensor, output_tokens: bool = False,

@@ -42,10 +42,6 @@ class CLIPBackbone(Backbone):
     transformers_classes = ("CLIPModel", "CLIPConfig", "CLIPProcessor")
 
     @classmethod
-    def input_dtype(cls, towers) -> torch.dtype:
-        return towers.vision_model.embeddings.patch_embedding.weight.dtype
-
-    @classmethod
     def encode_image(cls, towers, pixel_values: torch.Tensor, output_tokens: bool = False,
                      output_attentions: bool = False) -> ImageEncoding:
         vision_model, visual_projection = towers.vision_model, towers.visual_projection

@@ -110,10 +110,6 @@ class SiglipBackbone(Backbone):
                     "text positions.")
         return None
 
-    @classmethod
-    def input_dtype(cls, towers) -> torch.dtype:
-        return towers.vision_model.embeddings.patch_embedding.weight.dtype
-
     # --- images -----------------------------------------------------------------------------
     @classmethod
     def encode_image(cls, towers, pixel_values: torch.Tensor, output_tokens: bool = False,

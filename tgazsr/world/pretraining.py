@@ -57,34 +57,29 @@ from .tokenizer import (BOS_TOKEN_ID, EOS_TOKEN_ID, MAX_TEXT_LENGTH, VOCAB_SIZE,
 logger = logging.getLogger(__name__)
 
 
+#: The character tokenizer's special ids, in both towers' configs.
+TOKENIZER_IDS = {"bos_token_id": BOS_TOKEN_ID, "eos_token_id": EOS_TOKEN_ID, "pad_token_id": EOS_TOKEN_ID}
+
+
+def _tower_configs(spec: WorldSpec, text_length: int) -> tuple[dict, dict]:
+    """The world model's text and vision tower sizes (either family), with the character tokenizer's ids."""
+    text = dict(vocab_size=VOCAB_SIZE, hidden_size=spec.text_width, intermediate_size=4 * spec.text_width,
+                num_hidden_layers=spec.text_layers, num_attention_heads=spec.heads,
+                max_position_embeddings=text_length, **TOKENIZER_IDS)
+    vision = dict(image_size=spec.image_size, patch_size=spec.patch_size, hidden_size=spec.vision_width,
+                  intermediate_size=4 * spec.vision_width, num_hidden_layers=spec.vision_layers,
+                  num_attention_heads=spec.heads)
+    return text, vision
+
+
 def make_clip_config(spec: WorldSpec):
     """The ``CLIPConfig`` of the world's model (token ids of the character tokenizer)."""
     from transformers import CLIPConfig
 
-    tokenizer_ids = {"bos_token_id": BOS_TOKEN_ID, "eos_token_id": EOS_TOKEN_ID, "pad_token_id": EOS_TOKEN_ID}
-    return CLIPConfig(
-        text_config=dict(
-            vocab_size=VOCAB_SIZE,
-            hidden_size=spec.text_width,
-            intermediate_size=4 * spec.text_width,
-            num_hidden_layers=spec.text_layers,
-            num_attention_heads=spec.heads,
-            max_position_embeddings=MAX_TEXT_LENGTH,
-            projection_dim=spec.projection_dim,
-            **tokenizer_ids,
-        ),
-        vision_config=dict(
-            image_size=spec.image_size,
-            patch_size=spec.patch_size,
-            hidden_size=spec.vision_width,
-            intermediate_size=4 * spec.vision_width,
-            num_hidden_layers=spec.vision_layers,
-            num_attention_heads=spec.heads,
-            projection_dim=spec.projection_dim,
-        ),
-        projection_dim=spec.projection_dim,
-        **tokenizer_ids,
-    )
+    text, vision = _tower_configs(spec, MAX_TEXT_LENGTH)
+    return CLIPConfig(text_config=dict(text, projection_dim=spec.projection_dim),
+                      vision_config=dict(vision, projection_dim=spec.projection_dim),
+                      projection_dim=spec.projection_dim, **TOKENIZER_IDS)
 
 
 def make_siglip_config(spec: WorldSpec):
@@ -92,27 +87,9 @@ def make_siglip_config(spec: WorldSpec):
     pads its prompts to 64 tokens), the text head projecting to the vision width (the joint space)."""
     from ..backbones.siglip import TEXT_LENGTH, SiglipBackbone
 
-    tokenizer_ids = {"bos_token_id": BOS_TOKEN_ID, "eos_token_id": EOS_TOKEN_ID, "pad_token_id": EOS_TOKEN_ID}
-    return SiglipBackbone.config_class()(
-        text_config=dict(
-            vocab_size=VOCAB_SIZE,
-            hidden_size=spec.text_width,
-            intermediate_size=4 * spec.text_width,
-            num_hidden_layers=spec.text_layers,
-            num_attention_heads=spec.heads,
-            max_position_embeddings=TEXT_LENGTH,
-            projection_size=spec.vision_width,
-            **tokenizer_ids,
-        ),
-        vision_config=dict(
-            image_size=spec.image_size,
-            patch_size=spec.patch_size,
-            hidden_size=spec.vision_width,
-            intermediate_size=4 * spec.vision_width,
-            num_hidden_layers=spec.vision_layers,
-            num_attention_heads=spec.heads,
-        ),
-    )
+    text, vision = _tower_configs(spec, TEXT_LENGTH)
+    return SiglipBackbone.config_class()(text_config=dict(text, projection_size=spec.vision_width),
+                                         vision_config=vision)
 
 
 #: SigLIP's initial logit scale (log 10) and bias (-10), as in the SigLIP paper (section 3.2).
