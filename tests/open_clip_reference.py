@@ -19,7 +19,15 @@ import json
 import sys
 import types
 
+from pathlib import Path
+
 import torch
+
+#: timm, for these references only (the README's install: pip install --no-deps --target .test_deps timm==1.0.31),
+#: kept off the environment's path: accelerate's command line imports timm whenever it can find it, and timm
+#: without torchvision fails to import, which would break `accelerate launch`.
+TEST_DEPS = Path(__file__).resolve().parents[1] / ".test_deps"
+TIMM_INSTALL = 'pip install --no-deps --target .test_deps "timm==1.0.31"'
 
 
 class _Unavailable:
@@ -87,6 +95,8 @@ def _build(model_cfg: dict):
 
 def main(model_cfg_path: str, inputs_path: str, out_path: str) -> None:
     _torchvision_stand_in()
+    if TEST_DEPS.is_dir():
+        sys.path.insert(0, str(TEST_DEPS))
     import open_clip
 
     model_cfg = json.loads(open(model_cfg_path).read())

@@ -76,3 +76,18 @@ def test_slurm_script_is_valid_bash_and_uses_the_multi_node_config():
     assert "accelerate_configs/multi_node.yaml" in text and "--machine_rank" in text
     config = yaml.safe_load((ROOT / "accelerate_configs" / "multi_node.yaml").read_text())
     assert config["num_machines"] > 1
+
+
+def test_the_installed_environment_keeps_accelerate_launch_working():
+    """What the install puts beside the package must not break the launcher the README starts with:
+    accelerate's command line imports optional packages it finds (timm, for one, which fails without
+    torchvision; the install keeps it in .test_deps, off the path)."""
+    import sys
+
+    from timed_run import run_timed
+
+    launcher = str(Path(sys.executable).parent / "accelerate")
+    done = run_timed([launcher, "launch", "--help"], measured_s=4, doing="accelerate launch --help")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "usage" in done.stdout.lower()
+

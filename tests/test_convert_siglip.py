@@ -1,6 +1,6 @@
 """open_clip's SigLIP, converted, gives open_clip's features to 1e-5 as a plain SiglipModel.
 
-open_clip and timm (both installed without their dependencies, see the README) build a random
+open_clip and timm (installed without their dependencies, timm in .test_deps; see the README) build a random
 SigLIP in a separate process (tests/open_clip_reference.py): open_clip's ``ViT-B-16-SigLIP``
 recipe as its config file writes it (a timm ``vit_base_patch16_siglip_224`` trunk pooled by its
 attention head, open_clip's text transformer pooled at its last position, the logit bias), with
@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from conftest import write_char_tokenizer
+from open_clip_reference import TEST_DEPS, TIMM_INSTALL
 from test_open_clip import INSTALL
 from test_siglip import check_pipeline
 from tgazsr import convert as cv
@@ -67,8 +68,10 @@ def _inputs(tokenizer_dir):
 
 def open_clip_siglip(tmp_path, tokenizer_dir, seed=0, **text_extra) -> tuple[str, dict, torch.Tensor, torch.Tensor]:
     """(open_clip folder, open_clip's reference, pixels, ids) of a random tiny open_clip SigLIP."""
-    if importlib.util.find_spec("open_clip") is None or importlib.util.find_spec("timm") is None:
-        pytest.fail(f"open_clip and timm are not installed; the README's install command installs them ({INSTALL}).")
+    if importlib.util.find_spec("open_clip") is None:
+        pytest.fail(f"open_clip is not installed; the README's install command installs it ({INSTALL}).")
+    if not (TEST_DEPS / "timm").is_dir():
+        pytest.fail(f"timm is not in {TEST_DEPS}; the README's install command puts it there ({TIMM_INSTALL}).")
     pixels, ids, vocab = _inputs(tokenizer_dir)
     model_cfg = siglip_model_cfg(vocab, **text_extra)
     (tmp_path / "model_cfg.json").write_text(json.dumps({**model_cfg, "seed": seed, "timm_overrides": TINY_TRUNK}))

@@ -25,7 +25,7 @@ from tgazsr import convert as cv
 from timed_run import run_timed
 
 HERE = Path(__file__).resolve().parent
-INSTALL = 'pip install --no-deps "open_clip_torch==3.3.0" "timm==1.0.31" "ftfy>=6" wcwidth'
+INSTALL = 'pip install --no-deps "open_clip_torch==3.3.0" "ftfy>=6" wcwidth'
 
 
 @pytest.fixture(scope="module")
