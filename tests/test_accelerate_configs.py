@@ -63,6 +63,7 @@ def test_each_fsdp_config_wraps_its_backbones_own_layers(name, family, tiny_clip
     other = ZeroShotCLIP(load_clip(folders["siglip" if family == "clip" else "clip"]))
     plugin = SimpleNamespace(transformer_cls_names_to_wrap=[block["fsdp_transformer_layer_cls_to_wrap"]])
     assert own.backbone.shard_unit_names(own.clip) == [block["fsdp_transformer_layer_cls_to_wrap"]]
+    assert own.backbone.fsdp_config == f"accelerate_configs/{name}"  # the config the refusal names
     check_wrapped_layers(plugin, own)
     with pytest.raises(UserError, match=f"which this {type(other.clip).__name__} does not have.*"
                                         f"{other.backbone.shard_unit_names(other.clip)[0]}"):

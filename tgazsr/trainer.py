@@ -403,8 +403,9 @@ def check_wrapped_layers(plugin, model: ZeroShotCLIP) -> None:
     """The layer classes an FSDP config wraps (``fsdp_transformer_layer_cls_to_wrap``; the Trainer's
     ``transformer_layer_cls_to_wrap``) are the model's own: a CLIP's config on a SigLIP is refused
     before anything is sharded, naming the class to wrap."""
-    named = getattr(plugin, "transformer_cls_names_to_wrap", None) or []
-    named = [n.strip() for n in ([named] if isinstance(named, str) else named) for n in str(n).split(",") if n.strip()]
+    given = getattr(plugin, "transformer_cls_names_to_wrap", None) or []
+    entries = [given] if isinstance(given, str) else given  # each entry may be comma-separated (accelerate's env form)
+    named = [part.strip() for entry in entries for part in str(entry).split(",") if part.strip()]
     present = {type(m).__name__ for m in model.clip.modules()}
     missing = [n for n in named if n not in present]
     if missing:
@@ -412,8 +413,7 @@ def check_wrapped_layers(plugin, model: ZeroShotCLIP) -> None:
         raise UserError(
             f"The FSDP config wraps {', '.join(missing)}, which this {type(model.clip).__name__} does not have: its "
             f"vision layers are {own}. Set fsdp_transformer_layer_cls_to_wrap: {own} in the accelerate config "
-            f"(accelerate_configs/fsdp{'_siglip' if own.startswith('Siglip') else ''}.yaml), or "
-            f"transformer_layer_cls_to_wrap in --fsdp_config.")
+            f"({model.backbone.fsdp_config}), or transformer_layer_cls_to_wrap in --fsdp_config.")
 
 
 class HeldOutSets:

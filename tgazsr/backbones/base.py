@@ -75,6 +75,8 @@ class Backbone:
     contrastive_loss_name: ClassVar[str] = ""
     #: The frozen scalars of the logits, in words (the model card).
     frozen_scalars: ClassVar[str] = "logit scale"
+    #: The accelerate config of FSDP2 that wraps this family's layers (``shard_unit_names``).
+    fsdp_config: ClassVar[str] = "accelerate_configs/fsdp.yaml"
 
     # --- the transformers classes and folders -----------------------------------------------
     #: The family's transformers classes, by name: the model, its config, its processor.

@@ -86,6 +86,7 @@ class SiglipBackbone(Backbone):
     lora_targets = r".*vision_model\.(encoder\..*\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)|head\.mlp\.(fc1|fc2))"
     contrastive_loss_name = "SigLIP's sigmoid loss"
     frozen_scalars = "the logit scale and bias"
+    fsdp_config = "accelerate_configs/fsdp_siglip.yaml"
 
     transformers_classes = ("SiglipModel", "SiglipConfig", "SiglipProcessor")
 

@@ -17,6 +17,11 @@ from .siglip import convert_siglip, is_siglip, siglip_architecture
 logger = logging.getLogger("tgazsr.convert")
 
 
+def _source_dtypes(sd) -> list[str]:
+    """The floating-point dtypes the source's tensors hold (the record's ``source_dtype``)."""
+    return sorted({str(v.dtype).replace("torch.", "") for v in sd.values() if v.is_floating_point()})
+
+
 def _load_base(base_model):
     if isinstance(base_model, torch.nn.Module):
         return base_model
@@ -92,7 +97,7 @@ def _convert(state_dict: Mapping[str, torch.Tensor], *, quick_gelu: bool | None 
     config = CLIPConfig(text_config=text_config, vision_config=_vision_config(arch, arch["embed_dim"], hidden_act),
                         projection_dim=arch["embed_dim"], logit_scale_init_value=logit_scale_init)
     model = fill_strictly(CLIPModel(config), mapped, where, arch)
-    source_dtypes = sorted({str(v.dtype).replace("torch.", "") for v in sd.values() if v.is_floating_point()})
+    source_dtypes = _source_dtypes(sd)
     info = {"architecture": arch, "vision_only": vision_only, "quick_gelu": use_quick, "quick_gelu_from": act_from,
             "hidden_act": hidden_act, "source_dtype": source_dtypes}
     return model, info
@@ -106,7 +111,7 @@ def _convert_siglip(sd, *, model_cfg, base_model, quick_gelu, vision_heads, text
     base = _load_base(base_model) if arch["text"] is None and base_model is not None else None
     model = convert_siglip(sd, arch, base=base, where=where)
     acts = {arch["vision"]["hidden_act"], model.config.text_config.hidden_act}
-    source_dtypes = sorted({str(v.dtype).replace("torch.", "") for v in sd.values() if v.is_floating_point()})
+    source_dtypes = _source_dtypes(sd)
     info = {"architecture": arch, "vision_only": arch["text"] is None, "quick_gelu": False,
             "quick_gelu_from": "open_clip SigLIP", "hidden_act": "/".join(sorted(acts)), "source_dtype": source_dtypes}
     return model, info

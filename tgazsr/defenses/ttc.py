@@ -163,10 +163,14 @@ def counterattack(encode, x: torch.Tensor, noise: torch.Tensor, settings: TTCSet
 class TTCDefense(DefendedClassifier):
     """The victim scoring X + Delta(X)."""
 
+    def _reference(self):
+        """The encoder g of tau when it is not the victim (``prepare_tau``'s), else None."""
+        return self.context.resources.encoder if self.context.resources is not None else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s, ctx = self.settings, self.context
         noise = self.uniform(x, in_pixels(s.eps)) if s.eps > 0 else torch.zeros_like(x)
-        reference = ctx.resources.encoder if ctx.resources is not None else None
+        reference = self._reference()
         tau_encode = (lambda z: reference(z).embeds) if reference is not None else None
         delta = counterattack(lambda z: self.model(z).embeds, x, noise, s, tau_encode, ctx.gradient, ctx.temperature)
         return self.undefended(x + delta)
@@ -181,7 +185,7 @@ class TTCDefense(DefendedClassifier):
         if ctx.term_weight <= 0 or s.eps <= 0 or s.tau_thres <= 0:
             return None
         noise = self.uniform(x, in_pixels(s.eps))
-        encode = ctx.resources.encoder if ctx.resources is not None and ctx.resources.encoder is not None else self.model
+        encode = self._reference() or self.model
         with torch.enable_grad():
             d0 = ((x + noise.to(x)).clamp(0, 1) - x).detach()
             tau = relative_change(encode(x + d0).embeds, encode(x).embeds)

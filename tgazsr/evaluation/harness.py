@@ -104,9 +104,9 @@ class DefensePlan:
         spec = get_defense(self.name)
         return spec.identity(self.resources) if spec.identity is not None else {}
 
-    def classifier(self, model, text, generators, gradient: str = "bpda", term_weight: float | None = None):
-        weight = self.term_weight if term_weight is None else term_weight
-        context = DefenseContext(generators, gradient, self.temperature, self.resources, weight)
+    def classifier(self, model, text, generators, gradient: str = "bpda", term_weight: float = 0.0):
+        """The defended classifier; ``term_weight``: its adaptive term's weight (the attack's term pass only)."""
+        context = DefenseContext(generators, gradient, self.temperature, self.resources, term_weight)
         return build_defended(self.name, model, text, self.settings, context)
 
 
