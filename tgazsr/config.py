@@ -22,6 +22,7 @@ from .methods import DEFAULT_METHOD, METHODS, get_method, method_arguments, meth
 from .methods.fields import is_method_arguments
 from .modeling import NORMALIZATION_CHOICES
 from .objectives import OBJECTIVES
+from .build_locks import stale_lock_problems
 from .errors import budget_unit_problem
 from .limits import Limits, declare_limits, problems as limit_problems, with_limits_in_help
 from .recipes import RecipeError, raise_problems
@@ -539,6 +540,7 @@ def deepspeed_problems(zero_stage: int, nonfinite_loss: str) -> list[str]:
             f"DeepSpeed {version} cannot start its engine on a CLIP: it broadcasts every parameter viewed as bytes, "
             "which fails on the 0-dim logit_scale. Install another release: pip install 'deepspeed>=0.19.7,!=0.19.8'."
         )
+    problems.extend(stale_lock_problems())
     if nonfinite_loss == "skip":
         problems.append("nonfinite_loss = 'skip' is not supported under DeepSpeed (its engine owns the gradients and "
                         "the update); use the default --nonfinite_loss stop.")
