@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 START, END = "<!-- gpu-day:start -->", "<!-- gpu-day:end -->"
@@ -152,6 +153,12 @@ def render(results: dict, seconds: float | None = None) -> str:
 
 
 def write_section(docs: str, text: str) -> None:
+    """Put ``text`` between the markers of ``docs``; a file not there yet (the smoke run's own table,
+    $OUT/BENCHMARKS.md) is written as a page holding only the table."""
+    if not os.path.exists(docs):
+        os.makedirs(os.path.dirname(os.path.abspath(docs)), exist_ok=True)
+        with open(docs, "w", encoding="utf-8") as f:
+            f.write(f"# The GPU day\n\n{START}\n{END}\n")
     with open(docs, encoding="utf-8") as f:
         content = f.read()
     if content.count(START) != 1 or content.count(END) != 1 or content.index(START) > content.index(END):

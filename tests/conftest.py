@@ -30,6 +30,13 @@ from PIL import Image
 CLASS_NAMES = ["red square", "green circle", "blue_triangle", "yellow-star"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``launches`` (they start whole commands or several processes, 10 to 60 s each) go
+    first: the suite runs on parallel workers (pytest-xdist), and a long test begun last would leave
+    the other workers idle while it finishes. The order is otherwise the collection's."""
+    items.sort(key=lambda item: item.get_closest_marker("launches") is None)
+
+
 def free_port() -> int:
     """A port nobody listens on now, for a torchrun rendezvous (fixed ports collide with other runs)."""
     import socket

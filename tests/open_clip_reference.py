@@ -1,6 +1,9 @@
-"""Build a random open_clip CLIP or SigLIP and record its features, for tests/test_open_clip.py (run as a script).
+"""Build random open_clip CLIPs or SigLIPs and record their features, for the conversion tests (run as a script).
 
-    python tests/open_clip_reference.py MODEL_CFG.json INPUTS.pt OUT.pt
+    python tests/open_clip_reference.py JOBS.json     # [{"model_cfg": ..., "inputs": ..., "out": ...}, ...]
+
+A test module asks for all the references it uses at once (:func:`references`, a module fixture):
+one process imports open_clip and builds every model, instead of one process per test.
 
 open_clip imports torchvision for its image transforms at import time. torchvision has no CPU
 build to match the pinned torch, so this script, in its own process, gives open_clip a stand-in
@@ -93,12 +96,36 @@ def _build(model_cfg: dict):
     return CLIP(**model_cfg)
 
 
-def main(model_cfg_path: str, inputs_path: str, out_path: str) -> None:
+def references(jobs: dict[str, tuple[dict, dict]], folder: Path, measured_s: float) -> dict[str, dict]:
+    """open_clip's state dict and features (``state_dict``, ``image``, ``text``) for each job, by name:
+    a job is (model_cfg, inputs), inputs ``{"pixels": ..., "ids": ...}``; all built in one process."""
+    from timed_run import run_timed
+
+    folder.mkdir(parents=True, exist_ok=True)
+    listed = []
+    for name, (model_cfg, inputs) in jobs.items():
+        (folder / f"{name}.json").write_text(json.dumps(model_cfg))
+        torch.save(inputs, folder / f"{name}.inputs.pt")
+        listed.append({"model_cfg": str(folder / f"{name}.json"), "inputs": str(folder / f"{name}.inputs.pt"),
+                       "out": str(folder / f"{name}.reference.pt")})
+    (folder / "jobs.json").write_text(json.dumps(listed))
+    done = run_timed([sys.executable, __file__, str(folder / "jobs.json")], measured_s=measured_s,
+                     doing=f"open_clip's reference features of {len(jobs)} models ({', '.join(jobs)})")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {name: torch.load(job["out"], weights_only=True) for name, job in zip(jobs, listed)}
+
+
+def main(jobs_path: str) -> None:
     _torchvision_stand_in()
     if TEST_DEPS.is_dir():
         sys.path.insert(0, str(TEST_DEPS))
     import open_clip
 
+    for job in json.loads(open(jobs_path).read()):
+        reference(open_clip.__version__, job["model_cfg"], job["inputs"], job["out"])
+
+
+def reference(version: str, model_cfg_path: str, inputs_path: str, out_path: str) -> None:
     model_cfg = json.loads(open(model_cfg_path).read())
     torch.manual_seed(model_cfg.pop("seed", 0))
     model = _build(model_cfg).eval()
@@ -110,8 +137,8 @@ def main(model_cfg_path: str, inputs_path: str, out_path: str) -> None:
         image = model.encode_image(inputs["pixels"])
         text = model.encode_text(inputs["ids"])
     torch.save({"state_dict": model.state_dict(), "image": image, "text": text,
-                "open_clip_version": open_clip.__version__}, out_path)
+                "open_clip_version": version}, out_path)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(sys.argv[1])

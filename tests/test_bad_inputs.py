@@ -585,6 +585,7 @@ def test_no_model_or_no_dataset(eval_world, tmp_path, capsys):
 
 # --- the command: exit status, --debug, internal errors -------------------------------------------
 
+@pytest.mark.launches
 def test_python_m_evaluate_exits_2_without_a_traceback(eval_world, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}

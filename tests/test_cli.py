@@ -24,6 +24,7 @@ def test_usage_lists_every_subcommand(capsys):
     assert "Did you mean 'train'?" in capsys.readouterr().err
 
 
+@pytest.mark.launches
 def test_console_script_and_python_dash_m(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     exe = Path(sys.executable).parent / "tgazsr"

@@ -15,21 +15,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import write_char_tokenizer
-from open_clip_reference import TEST_DEPS, TIMM_INSTALL
+from open_clip_reference import TEST_DEPS, TIMM_INSTALL, references
 from test_open_clip import INSTALL
 from test_siglip import check_pipeline
 from tgazsr import convert as cv
 from tgazsr.backbones.clip import _features
-from timed_run import run_timed
 
-HERE = Path(__file__).resolve().parent
 IMAGE, CONTEXT = 32, 64
 #: timm's vit_base_patch16_siglip_224 at a tiny size (the test's; open_clip's config names the model).
 TINY_TRUNK = {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8, "img_size": IMAGE, "mlp_ratio": 2.0}
@@ -66,21 +63,29 @@ def _inputs(tokenizer_dir):
     return pixels, ids, len(tok)
 
 
-def open_clip_siglip(tmp_path, tokenizer_dir, seed=0, **text_extra) -> tuple[str, dict, torch.Tensor, torch.Tensor]:
-    """(open_clip folder, open_clip's reference, pixels, ids) of a random tiny open_clip SigLIP."""
+#: Each SigLIP the tests convert: (seed, extra text settings), by name.
+SIGLIPS = {"siglip": (0, {}), "siglip2_text_activation": (0, {"act_kwargs": {"approximate": "tanh"}}),
+           "evaluated": (2, {}), "vision_alone": (1, {}), "canonicalize": (3, {}), "refused_parts": (4, {})}
+
+
+@pytest.fixture(scope="module")
+def siglip_refs(tokenizer_dir, tmp_path_factory) -> dict:
+    """open_clip's reference (state dict, features) of each of ``SIGLIPS``, built in one process."""
     if importlib.util.find_spec("open_clip") is None:
         pytest.fail(f"open_clip is not installed; the README's install command installs it ({INSTALL}).")
     if not (TEST_DEPS / "timm").is_dir():
         pytest.fail(f"timm is not in {TEST_DEPS}; the README's install command puts it there ({TIMM_INSTALL}).")
     pixels, ids, vocab = _inputs(tokenizer_dir)
-    model_cfg = siglip_model_cfg(vocab, **text_extra)
-    (tmp_path / "model_cfg.json").write_text(json.dumps({**model_cfg, "seed": seed, "timm_overrides": TINY_TRUNK}))
-    torch.save({"pixels": pixels, "ids": ids}, tmp_path / "inputs.pt")
-    done = run_timed([sys.executable, str(HERE / "open_clip_reference.py"), str(tmp_path / "model_cfg.json"),
-                      str(tmp_path / "inputs.pt"), str(tmp_path / "reference.pt")],
-                     measured_s=4, doing="open_clip's SigLIP reference features")
-    assert done.returncode == 0, done.stderr[-3000:]
-    ref = torch.load(tmp_path / "reference.pt", weights_only=True)
+    jobs = {name: ({**siglip_model_cfg(vocab, **extra), "seed": seed, "timm_overrides": TINY_TRUNK},
+                   {"pixels": pixels, "ids": ids}) for name, (seed, extra) in SIGLIPS.items()}
+    return references(jobs, tmp_path_factory.mktemp("siglip_refs"), measured_s=6)
+
+
+def open_clip_siglip(tmp_path, tokenizer_dir, siglip_refs, name) -> tuple[str, dict, torch.Tensor, torch.Tensor]:
+    """(open_clip folder, open_clip's reference, pixels, ids) of the random tiny open_clip SigLIP ``name``."""
+    pixels, ids, vocab = _inputs(tokenizer_dir)
+    model_cfg = siglip_model_cfg(vocab, **SIGLIPS[name][1])
+    ref = siglip_refs[name]
     from safetensors.torch import save_file
     from transformers import AutoTokenizer
 
@@ -104,9 +109,9 @@ def siglip_features(directory, pixels, ids):
 
 
 @pytest.mark.parametrize("text_act", [None, "tanh"], ids=["siglip", "siglip2_text_activation"])
-def test_open_clip_siglip_converts_to_its_own_features(text_act, tokenizer_dir, tmp_path):
-    extra = {"act_kwargs": {"approximate": "tanh"}} if text_act else {}
-    folder, ref, pixels, ids = open_clip_siglip(tmp_path, tokenizer_dir, **extra)
+def test_open_clip_siglip_converts_to_its_own_features(text_act, tokenizer_dir, siglip_refs, tmp_path):
+    name = "siglip2_text_activation" if text_act else "siglip"
+    folder, ref, pixels, ids = open_clip_siglip(tmp_path, tokenizer_dir, siglip_refs, name)
     with pytest.raises(cv.ConversionError, match="--vision_heads"):  # the tiny trunk is not timm's 12-head ViT-B
         cv.convert(folder, str(tmp_path / "wrong"))
     out = cv.convert(folder, str(tmp_path / "siglip"), vision_heads=2)
@@ -125,12 +130,12 @@ def test_open_clip_siglip_converts_to_its_own_features(text_act, tokenizer_dir, 
     check_pipeline(out)  # a plain SiglipModel directory that transformers' pipeline loads
 
 
-def test_a_converted_siglip_evaluates_through_the_harness(tokenizer_dir, tmp_path, eval_world):
+def test_a_converted_siglip_evaluates_through_the_harness(tokenizer_dir, siglip_refs, tmp_path, eval_world):
     from tgazsr.evaluation import EvalArguments, run_evaluation
 
     from tgazsr.cli import main as tgazsr_main
 
-    folder, _, _, _ = open_clip_siglip(tmp_path, tokenizer_dir, seed=2)
+    folder, _, _, _ = open_clip_siglip(tmp_path, tokenizer_dir, siglip_refs, "evaluated")
     out = str(tmp_path / "siglip")
     assert tgazsr_main(["convert", folder, out, "--vision_heads", "2"]) == 0  # the command, as a user runs it
     args = EvalArguments(model_name_or_path=out, datasets=[eval_world["saved"]], attacks=["pgd"], eps=[4.0],
@@ -142,8 +147,8 @@ def test_a_converted_siglip_evaluates_through_the_harness(tokenizer_dir, tmp_pat
     assert 0.0 <= r["robust"]["pgd@4/255"] <= r["clean_accuracy"] <= 1.0
 
 
-def test_a_siglip_vision_tower_alone_takes_its_text_from_the_base(tokenizer_dir, tmp_path):
-    folder, ref, pixels, ids = open_clip_siglip(tmp_path, tokenizer_dir, seed=1)
+def test_a_siglip_vision_tower_alone_takes_its_text_from_the_base(tokenizer_dir, siglip_refs, tmp_path):
+    folder, ref, pixels, ids = open_clip_siglip(tmp_path, tokenizer_dir, siglip_refs, "vision_alone")
     base = cv.convert(folder, str(tmp_path / "base"), vision_heads=2)
     tower = {k[len("visual."):]: v for k, v in ref["state_dict"].items() if k.startswith("visual.")}
     torch.save(tower, tmp_path / "robust_visual.pt")  # as a fine-tuning code saves model.visual.state_dict()
@@ -157,8 +162,8 @@ def test_a_siglip_vision_tower_alone_takes_its_text_from_the_base(tokenizer_dir,
     assert record["vision_only"] and record["base_model"] == "base"
 
 
-def test_a_tokenizer_that_does_not_clean_as_open_clip_is_refused(tokenizer_dir, tmp_path):
-    folder, _, _, _ = open_clip_siglip(tmp_path, tokenizer_dir, seed=3)
+def test_a_tokenizer_that_does_not_clean_as_open_clip_is_refused(tokenizer_dir, siglip_refs, tmp_path):
+    folder, _, _, _ = open_clip_siglip(tmp_path, tokenizer_dir, siglip_refs, "canonicalize")
     config_path = os.path.join(folder, "open_clip_config.json")
     config = json.loads(Path(config_path).read_text())
     config["model_cfg"]["text_cfg"]["tokenizer_kwargs"]["clean"] = "canonicalize"  # ViT-B-16-SigLIP's own cleaning
@@ -171,10 +176,10 @@ def test_a_tokenizer_that_does_not_clean_as_open_clip_is_refused(tokenizer_dir, 
         cv.load_model_or_convert(folder, cache_dir=str(tmp_path / "cache"))
 
 
-def test_siglip_parts_a_siglipmodel_cannot_hold_are_refused(tokenizer_dir, tmp_path):
+def test_siglip_parts_a_siglipmodel_cannot_hold_are_refused(tokenizer_dir, siglip_refs, tmp_path):
     from tgazsr.convert.siglip import convert_siglip, siglip_architecture
 
-    folder, ref, _, _ = open_clip_siglip(tmp_path, tokenizer_dir, seed=4)
+    folder, ref, _, _ = open_clip_siglip(tmp_path, tokenizer_dir, siglip_refs, "refused_parts")
     sd = dict(ref["state_dict"])
     cfg = json.loads((Path(folder) / "open_clip_config.json").read_text())["model_cfg"]
     layer_scaled = {**sd, "visual.trunk.blocks.0.ls1.gamma": torch.ones(32)}

@@ -31,8 +31,8 @@ def test_zero2_two_processes_match_one_process(tiny_clip, saved_dataset, one_pro
     # DeepSpeed compiles its CPU collective here, in a folder of this test's own: a lock left in the
     # user's cache by a killed build would make the run wait forever (tgazsr.build_locks)
     env = {**ENV, "TORCH_EXTENSIONS_DIR": str(tmp_path / "torch_extensions")}
-    # about 75 s with DeepSpeed's first compile of its CPU ops (BENCHMARKS.md, "Time limits of the tests")
-    run = run_timed([*launch, *_args(tiny_clip, saved_dataset, out, 4)], env=env, measured_s=75,
+    # about 90 s with DeepSpeed's compile of its CPU op (BENCHMARKS.md, "Time limits of the tests")
+    run = run_timed([*launch, *_args(tiny_clip, saved_dataset, out, 4)], env=env, measured_s=90,
                     doing="a DeepSpeed ZeRO-2 training step on two processes (accelerate launch)")
     assert run.returncode == 0, run.stderr[-4000:]
     assert "deepspeed_on_cpu: ZeRO stage 2 engine, 2 ranks" in run.stderr  # DeepSpeed's engine trained

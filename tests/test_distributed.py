@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from timed_run import run_timed
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = str(ROOT / "recipes" / "tga_zsr.yaml")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+pytestmark = pytest.mark.launches
 
 
 def _args(tiny_clip, data, out, batch):
@@ -37,9 +39,9 @@ def _two_ranks(entry: list[str], args: list[str], doing: str):
 @pytest.fixture(scope="module")
 def one_process(tiny_clip, saved_dataset, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("one")
-    single = run_timed([sys.executable, "-m", "tgazsr.train", *_args(tiny_clip, saved_dataset, out, 8)], env=ENV,
-                       measured_s=6, doing="one training step on one process")
-    assert single.returncode == 0, single.stderr[-4000:]
+    from tgazsr.train import main  # in this process: the reference needs no launcher
+
+    main(_args(tiny_clip, saved_dataset, out, 8))
     return out
 
 
@@ -92,9 +94,9 @@ def test_fsdp2_on_a_siglip_matches_one_process(tiny_siglip, saved_dataset, tmp_p
     config = yaml.safe_load((ROOT / "accelerate_configs" / "fsdp_siglip.yaml").read_text())["fsdp_config"]
     (tmp_path / "fsdp.json").write_text(json.dumps(config))
     siglip = ["--pixel_normalization", "auto"]
-    single = run_timed([sys.executable, "-m", "tgazsr.train", *_args(tiny_siglip, saved_dataset, tmp_path / "one", 8),
-                        *siglip], env=ENV, measured_s=6, doing="one SigLIP training step on one process")
-    assert single.returncode == 0, single.stderr[-4000:]
+    from tgazsr.train import main
+
+    main([*_args(tiny_siglip, saved_dataset, tmp_path / "one", 8), *siglip])  # the one-process reference
     args = _args(tiny_siglip, saved_dataset, tmp_path / "fsdp", 4) + siglip + [
         "--fsdp", "true", "--fsdp_config", str(tmp_path / "fsdp.json")]
     run = _two_ranks([str(ROOT / "tests" / "fsdp_on_cpu.py")], args, "an FSDP2 SigLIP training step on two processes")
@@ -116,7 +118,8 @@ def test_fsdp_refuses_evaluation_while_training():
 
 def test_fsdp2_resume_continues_exactly(tiny_clip, saved_dataset, tmp_path):
     """A sharded run stopped after step 2 and resumed (weights and optimizer state from the engine's
-    checkpoint files) ends with the weights of a run that never stopped."""
+    checkpoint files) ends with the weights of a run that never stopped. The stopped run is the
+    straight one's folder as it stood after its second checkpoint (one launch fewer)."""
     config = yaml.safe_load((ROOT / "accelerate_configs" / "fsdp.yaml").read_text())["fsdp_config"]
     (tmp_path / "fsdp.json").write_text(json.dumps(config))
 
@@ -131,7 +134,10 @@ def test_fsdp2_resume_continues_exactly(tiny_clip, saved_dataset, tmp_path):
         return done
 
     run(tmp_path / "straight", "--max_steps", "3")
-    run(tmp_path / "stopped", "--max_steps", "2")
+    # the folder a run killed after its second checkpoint leaves: checkpoints 1 and 2, nothing else
+    shutil.copytree(tmp_path / "straight", tmp_path / "stopped",
+                    ignore=lambda folder, names: [] if folder != str(tmp_path / "straight") else
+                    [n for n in names if n not in ("checkpoint-1", "checkpoint-2")])
     resumed = run(tmp_path / "stopped", "--max_steps", "3", "--resume_from_checkpoint", "true")
     assert "Resuming from" in resumed.stderr and "checkpoint-2" in resumed.stderr
     a = load_file(tmp_path / "stopped" / "model.safetensors")

@@ -416,6 +416,7 @@ def test_visualize_writes_the_attention_figure(eval_world, tmp_path):
         visualize.attention_pair(model, tok, x, "red square", None, TEMPLATE, 8, 3, 2)
 
 
+@pytest.mark.launches
 def test_two_processes_give_the_numbers_of_one(eval_world, tmp_path):
     kw = dict(attacks=["pgd", "cw"], eps=[8.0], max_samples=12, batch_size=4)
     single = run_evaluation(_args(eval_world, tmp_path / "one", **kw))

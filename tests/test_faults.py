@@ -115,6 +115,7 @@ def _two_ranks_nan_on_rank_1(tiny_clip, data, out, *extra) -> subprocess.Complet
                      env=env, measured_s=12, doing="two training processes, one meeting a non-finite loss")
 
 
+@pytest.mark.launches
 def test_a_non_finite_loss_on_one_process_stops_every_process(tiny_clip, saved_dataset, tmp_path):
     """Data parallel: the process that meets the NaN and the one that does not stop in the same step
     with the same error (before, the other waited in the gradient reduction until a timeout)."""
@@ -128,6 +129,7 @@ def test_a_non_finite_loss_on_one_process_stops_every_process(tiny_clip, saved_d
     assert finite(out / "checkpoint-1" / "model.safetensors") and not (out / "model.safetensors").exists()
 
 
+@pytest.mark.launches
 def test_a_non_finite_loss_on_one_process_is_skipped_by_every_process(tiny_clip, saved_dataset, tmp_path):
     out = tmp_path / "ddp_skip"
     run = _two_ranks_nan_on_rank_1(tiny_clip, saved_dataset, out, "--nonfinite_loss", "skip")

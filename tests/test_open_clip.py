@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from test_convert import GELU, QUICK, converted_features, open_clip_model_cfg, pixels, text_batch, \
     write_eot_tokenizer, write_open_clip_folder
+from open_clip_reference import references
 from tgazsr import convert as cv
-from timed_run import run_timed
 
-HERE = Path(__file__).resolve().parent
 INSTALL = 'pip install --no-deps "open_clip_torch==3.3.0" "ftfy>=6" wcwidth'
 
 
@@ -33,23 +29,23 @@ def eot_tokenizer(tmp_path_factory) -> str:
     return write_eot_tokenizer(str(tmp_path_factory.mktemp("eot_tokenizer")))
 
 
-def open_clip_reference(arch, tmp_path, seed=0) -> dict:
-    """open_clip's state dict and features for ``pixels(arch)`` and ``text_batch(arch)``."""
+@pytest.fixture(scope="module")
+def open_clip_refs(tmp_path_factory) -> dict:
+    """open_clip's state dict and features for ``pixels(arch)`` and ``text_batch(arch)``, by name."""
     if importlib.util.find_spec("open_clip") is None:
         pytest.fail(f"open_clip is not installed; the README's install command installs it ({INSTALL}).")
-    cfg = {**open_clip_model_cfg(arch), "quick_gelu": arch["quick_gelu"], "seed": seed}
-    (tmp_path / "model_cfg.json").write_text(json.dumps(cfg))
-    torch.save({"pixels": pixels(arch), "ids": text_batch(arch["context"])}, tmp_path / "inputs.pt")
-    done = run_timed([sys.executable, str(HERE / "open_clip_reference.py"), str(tmp_path / "model_cfg.json"),
-                           str(tmp_path / "inputs.pt"), str(tmp_path / "reference.pt")],
-                     measured_s=3, doing="open_clip's reference features")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return torch.load(tmp_path / "reference.pt", weights_only=True)
+
+    def job(arch, seed):
+        cfg = {**open_clip_model_cfg(arch), "quick_gelu": arch["quick_gelu"], "seed": seed}
+        return cfg, {"pixels": pixels(arch), "ids": text_batch(arch["context"])}
+
+    return references({"quick_gelu": job(QUICK, 0), "gelu": job(GELU, 0), "quick_gelu_seed3": job(QUICK, 3)},
+                      tmp_path_factory.mktemp("open_clip_refs"), measured_s=6)
 
 
 @pytest.mark.parametrize("arch", [QUICK, GELU], ids=["quick_gelu", "gelu"])
-def test_open_clip_model_converts_to_its_own_features(arch, eot_tokenizer, tmp_path):
-    ref = open_clip_reference(arch, tmp_path)
+def test_open_clip_model_converts_to_its_own_features(arch, eot_tokenizer, open_clip_refs, tmp_path):
+    ref = open_clip_refs["quick_gelu" if arch["quick_gelu"] else "gelu"]
     folder = write_open_clip_folder(tmp_path / "open_clip", ref["state_dict"], arch, tokenizer_dir=eot_tokenizer,
                                     quick_gelu=arch["quick_gelu"])
     out = cv.convert(folder, str(tmp_path / "clip"))
@@ -61,10 +57,10 @@ def test_open_clip_model_converts_to_its_own_features(arch, eot_tokenizer, tmp_p
     assert model.config.vision_config.hidden_act == ("quick_gelu" if arch["quick_gelu"] else "gelu")
 
 
-def test_converted_open_clip_model_evaluates(eval_world, eot_tokenizer, tmp_path):
+def test_converted_open_clip_model_evaluates(eval_world, eot_tokenizer, open_clip_refs, tmp_path):
     from tgazsr.evaluation import EvalArguments, run_evaluation
 
-    ref = open_clip_reference(QUICK, tmp_path, seed=3)
+    ref = open_clip_refs["quick_gelu_seed3"]
     folder = write_open_clip_folder(tmp_path / "open_clip", ref["state_dict"], QUICK, tokenizer_dir=eot_tokenizer,
                                     quick_gelu=True)
     model_dir = cv.load_model_or_convert(folder, cache_dir=str(tmp_path / "cache"))  # what --model_name_or_path does

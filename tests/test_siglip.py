@@ -256,6 +256,7 @@ def test_lora_on_siglip_adapts_the_encoder_and_the_heads_mlp(tiny_siglip, saved_
     check_pipeline(out)
 
 
+@pytest.mark.launches
 def test_a_trained_siglip_loads_without_tgazsr(tiny_siglip, saved_dataset, tmp_path):
     from tgazsr.train import main
 

@@ -155,6 +155,7 @@ def test_help_lists_fields_with_help_text(capsys):
     assert "--alpha" in out and "--dataset_name" in out
 
 
+@pytest.mark.launches
 def test_saved_checkpoint_loads_without_tgazsr(tiny_clip, saved_dataset, tmp_path):
     out = tmp_path / "run"
     results = main([str(RECIPES / "tga_zsr.yaml"), *tiny_args(tiny_clip, saved_dataset, out)])
