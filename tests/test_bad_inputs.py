@@ -840,3 +840,25 @@ def test_plot_and_leaderboard_outputs_are_checked_before_reading(tmp_path, capsy
     one_error_line(code, capsys.readouterr().err, "is a folder, not a file")
     code = main(["leaderboard", str(tmp_path / "results.json"), "--output", str(tmp_path / "results.json" / "b.md")])
     one_error_line(code, capsys.readouterr().err, "cannot be created")
+
+
+def test_a_cache_lock_held_by_another_process_is_named_while_waiting(tmp_path, caplog):
+    """Two processes building the same cache entry (the world, a conversion): the second says whose lock it
+    waits for, instead of waiting in silence; a lock nobody holds is taken at once, without a word."""
+    import fcntl
+    import logging
+    import threading
+
+    from tgazsr.files import file_lock
+
+    path = str(tmp_path / "world.lock")
+    with caplog.at_level(logging.INFO, logger="tgazsr.files"), file_lock(path):
+        pass
+    assert not caplog.records
+    holder = open(path, "a")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another open file: flock treats it as another process's lock
+    threading.Timer(0.2, holder.close).start()  # that process ends
+    with caplog.at_level(logging.INFO, logger="tgazsr.files"), file_lock(path):
+        pass
+    assert [r.getMessage() for r in caplog.records if "Waiting for another process that holds" in r.getMessage()
+            and path in r.getMessage()]

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import struct
 
 from .errors import UserError
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -22,7 +25,12 @@ def file_lock(path: str):
         except ImportError:  # pragma: no cover - Windows
             yield
             return
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another process builds this entry now: say so, then wait for it
+            logger.info("Waiting for another process that holds %s (it is building the same cache entry; it "
+                        "is released when that process ends).", path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
