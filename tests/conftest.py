@@ -12,6 +12,7 @@ parquet, webdataset tar).
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import tarfile
 
@@ -37,13 +38,28 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("launches") is None)
 
 
+#: Rendezvous ports: each pytest-xdist worker draws from its own block, below Linux's ephemeral range
+#: (32768 and up, where the kernel puts the ports gloo and clients open), so two workers never pick
+#: the same port between one's check and its launcher's bind; a port something else holds is skipped.
+PORT_BASE, PORT_BLOCK = 20000, 1500
+_ports_drawn = itertools.count()
+
+
 def free_port() -> int:
-    """A port nobody listens on now, for a torchrun rendezvous (fixed ports collide with other runs)."""
+    """A port nobody listens on now, for a torchrun or accelerate rendezvous, from this worker's block."""
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # gw0, gw1, ...
+    block = int(worker[2:]) if worker[2:].isdigit() else 0
+    for _ in range(PORT_BLOCK):
+        port = PORT_BASE + block * PORT_BLOCK + next(_ports_drawn) % PORT_BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # held by another process
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORT_BASE + block * PORT_BLOCK}..{PORT_BASE + (block + 1) * PORT_BLOCK - 1}")
 
 
 def merge_flags(defaults, extra):

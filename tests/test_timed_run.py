@@ -38,3 +38,23 @@ def test_a_finished_run_is_returned_and_its_duration_logged_on_request(tmp_path,
     assert done.returncode == 0 and done.stdout == "ok\n"
     seconds, measured, doing = log.read_text().strip().split("\t")
     assert float(seconds) >= 0 and measured == "5" and doing == "printing ok"
+
+
+def test_each_worker_draws_rendezvous_ports_from_its_own_block(monkeypatch):
+    """Parallel workers start launchers at the same time: their ports come from disjoint blocks, and a
+    port another process holds is passed over."""
+    import socket
+
+    from conftest import PORT_BASE, PORT_BLOCK, free_port
+
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    port = free_port()
+    assert PORT_BASE + PORT_BLOCK <= port < PORT_BASE + 2 * PORT_BLOCK
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", PORT_BASE + PORT_BLOCK + (port + 1 - PORT_BASE) % PORT_BLOCK))  # the next draw's
+        held.listen()
+        following = free_port()
+        assert following != held.getsockname()[1]
+        assert PORT_BASE + PORT_BLOCK <= following < PORT_BASE + 2 * PORT_BLOCK
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    assert PORT_BASE <= free_port() < PORT_BASE + PORT_BLOCK
