@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 
-import torch
 from transformers import set_seed
 
 from .config import DataArguments, ModelArguments, RobustTrainingConfig
@@ -27,6 +26,7 @@ from .cpu import use_idle_cores
 from .errors import UserError, note_kept, run_command
 from .backbones import backbone_for
 from .modeling import ZeroShotCLIP, load_clip, load_processor, resolve_pixel_normalization
+from .process_group import close_process_group
 from .recipes import parse_recipe
 from .resume import RecordRecipeChange, check_resume, recipe_fields, recorded_changes
 from .evaluation import comparison_markdown, end_of_training_check, evaluate_after_training
@@ -311,13 +311,6 @@ def main(argv=None):
         raise
     close_process_group(wait=True)
     return results
-
-
-def close_process_group(wait: bool) -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        if wait:
-            torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
 
 
 def _train(argv=None):

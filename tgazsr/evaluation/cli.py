@@ -26,6 +26,7 @@ from ..cpu import use_idle_cores
 from ..errors import UserError, run_command
 from ..files import check_output_dir
 from ..model_checks import check_model_folder
+from ..process_group import close_process_group
 from ..recipes import RecipeError
 from .arguments import EvalArguments, parse_eval_args
 from .datasets import DatasetUnavailable, ResolvedEntry, resolve_entries
@@ -91,8 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         results = run_evaluation(args, resolved=resolved)
     finally:
-        if owned and torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        if owned:
+            close_process_group(wait=False)
     if results["errors"] and not results["datasets"]:
         raise UserError("No dataset could be evaluated:\n" + "\n".join(results["errors"].values()))
     return 1 if results["errors"] else 0
