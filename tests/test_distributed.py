@@ -134,10 +134,9 @@ def test_fsdp2_resume_continues_exactly(tiny_clip, saved_dataset, tmp_path):
         return done
 
     run(tmp_path / "straight", "--max_steps", "3")
-    # the folder a run killed after its second checkpoint leaves: checkpoints 1 and 2, nothing else
-    shutil.copytree(tmp_path / "straight", tmp_path / "stopped",
-                    ignore=lambda folder, names: [] if folder != str(tmp_path / "straight") else
-                    [n for n in names if n not in ("checkpoint-1", "checkpoint-2")])
+    # the folder a run killed after its second checkpoint leaves: that checkpoint, nothing else (the
+    # straight run keeps its last two, checkpoints 2 and 3)
+    shutil.copytree(tmp_path / "straight" / "checkpoint-2", tmp_path / "stopped" / "checkpoint-2")
     resumed = run(tmp_path / "stopped", "--max_steps", "3", "--resume_from_checkpoint", "true")
     assert "Resuming from" in resumed.stderr and "checkpoint-2" in resumed.stderr
     a = load_file(tmp_path / "stopped" / "model.safetensors")

@@ -24,4 +24,3 @@ def close_process_group(wait: bool) -> None:
         torch.distributed.barrier()
     gc.collect()  # the run's modules and Trainer, unreachable now, release their groups here
     torch.distributed.destroy_process_group()
-    gc.collect()

@@ -185,7 +185,8 @@ class TTCDefense(DefendedClassifier):
         if ctx.term_weight <= 0 or s.eps <= 0 or s.tau_thres <= 0:
             return None
         noise = self.uniform(x, in_pixels(s.eps))
-        encode = self._reference() or self.model
+        reference = self._reference()
+        encode = reference if reference is not None else self.model
         with torch.enable_grad():
             d0 = ((x + noise.to(x)).clamp(0, 1) - x).detach()
             tau = relative_change(encode(x + d0).embeds, encode(x).embeds)
